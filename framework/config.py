@@ -1,0 +1,91 @@
+"""Parsing gin files and bindings, with errors that suggest the fix.
+
+gin names the file and line of a mistake but suggests nothing (`No configurable matching
+'my_modle'`); `parse` adds the closest known names. `framework.main` never imports
+`gin.tf`: on TF >= 2.16 it imports the removed `tf.estimator`.
+"""
+
+import difflib
+import inspect
+import os
+import re
+
+import gin
+
+from framework import registry
+from framework.errors import UserError
+
+_UNKNOWN_CONFIGURABLE = re.compile(r"No configurable matching (?:reference )?'@?([\w./]+?)(?:\(\))?'")
+_UNKNOWN_PARAMETER = re.compile(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'")
+
+
+def parse(gin_files: list[str], bindings: list[str]) -> None:
+    """Parses the files then the bindings into gin's global config; raises UserError."""
+    for path in gin_files:
+        if not os.path.isfile(path):
+            near = _nearby_gin_files(path)
+            raise UserError(
+                f"Gin file '{path}' does not exist."
+                + (f" Did you mean {', '.join(near)}?" if near else "")
+            )
+    try:
+        gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
+    except (ValueError, KeyError, ImportError, ModuleNotFoundError, SyntaxError) as error:
+        raise UserError(explain(error)) from error
+
+
+def explain(error: Exception) -> str:
+    """gin's message (which names file and line), plus the closest known names."""
+    message = str(error).strip()
+    if isinstance(error, ImportError):
+        return (f"{message}\nA gin `import` line names a module that cannot be imported. "
+                "Fix: install the plugin package or put its folder on PYTHONPATH.")
+    unknown = _UNKNOWN_CONFIGURABLE.search(message)
+    if unknown:
+        return message + "\n" + _suggest_configurable(unknown.group(1).split("/")[-1])
+    parameter = _UNKNOWN_PARAMETER.search(message)
+    if parameter:
+        return message + "\n" + _suggest_parameter(*parameter.groups())
+    return message
+
+
+def _known_configurables() -> list[str]:
+    names = registry.all_gin_names()
+    return names + [name.rpartition(".")[2] for name in names] + ["Experiment"]
+
+
+def _suggest_configurable(name: str) -> str:
+    module, _, short = name.rpartition(".")
+    kind = next((k for k, gin_module in registry.KINDS.items() if gin_module == module), None)
+    hint = ""
+    close = registry.closest(name, _known_configurables())
+    if close:
+        hint = f"Did you mean {' or '.join(repr(c) for c in close)}? "
+    if kind:
+        known = sorted(p.gin_name for p in registry.plugins(kind).values())
+        hint += f"Known {kind} plugins: {', '.join(known) or 'none'}."
+    else:
+        hint += "Run `python -m framework.main --list_plugins` for every plugin."
+    return hint
+
+
+def _suggest_parameter(configurable: str, parameter: str) -> str:
+    if configurable.endswith("Experiment"):
+        from framework.experiment import Experiment  # pylint: disable=import-outside-toplevel
+        names = list(inspect.signature(Experiment.__init__).parameters)[1:]
+    else:
+        plugin = registry.find(configurable)
+        names = [p.name for p in plugin.parameters()] if plugin else []
+    close = difflib.get_close_matches(parameter, names, n=3, cutoff=0.5)
+    hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return hint + f"'{configurable}' takes: {', '.join(names) or 'no parameters'}."
+
+
+def _nearby_gin_files(path: str) -> list[str]:
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        folder = "gin"
+    if not os.path.isdir(folder):
+        return []
+    candidates = [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".gin")]
+    return difflib.get_close_matches(path, candidates, n=3, cutoff=0.3) or sorted(candidates)

@@ -1,0 +1,115 @@
+"""The dataset contract and the input pipelines the framework builds on top of it.
+
+A dataset plugin returns a `Dataset`: *unbatched* `tf.data.Dataset`s of
+`(features, labels)` for training and evaluation, in a fixed order, plus a `DatasetInfo`.
+The framework owns shuffling, batching, caching and prefetching, so every dataset gets them
+right, and so the training stream is a pure function of (seed, global step): epoch `e` is
+shuffled with a seed derived from (seed, e) and nothing else, which lets a run restart its
+input at any step without checkpointing an iterator (a distributed iterator cannot be).
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from framework.errors import UserError
+
+TASKS = ("classification", "binary", "regression")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a model plugin needs to know about the data.
+
+    Attributes:
+      name: shown in logs and errors.
+      input_shape: shape of one example's features, without the batch dimension.
+      task: 'classification' (integer labels, `num_outputs` logits), 'binary' (0/1
+        labels, one logit) or 'regression' (real targets, `num_outputs` values).
+      num_outputs: the width of the model's output layer.
+      class_names: one name per class for classification, else None.
+      train_size, eval_size: number of examples, when known.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    task: str
+    num_outputs: int
+    class_names: tuple[str, ...] | None = None
+    train_size: int | None = None
+    eval_size: int | None = None
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """What a dataset plugin returns: unbatched, unshuffled examples and their info."""
+
+    train: tf.data.Dataset
+    eval: tf.data.Dataset | None
+    info: DatasetInfo
+
+
+def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
+    """The shuffle seed of one epoch: a function of the run's seed and the epoch only."""
+    return tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
+
+
+def steps_per_epoch(examples: tf.data.Dataset, global_batch_size: int) -> int:
+    """Full batches in one pass over `examples` (the last partial batch is dropped)."""
+    size = int(examples.cardinality())
+    if size == tf.data.INFINITE_CARDINALITY:
+        raise UserError("The training dataset is infinite; dataset plugins must return "
+                        "one epoch of examples (the framework repeats it).")
+    if size == tf.data.UNKNOWN_CARDINALITY:
+        # Counted once; sources with a known size (from_tensor_slices, TFRecords with
+        # `assert_cardinality`) skip this pass.
+        size = int(examples.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    if size < global_batch_size:
+        raise UserError(
+            f"The training set has {size} examples, fewer than one global batch of "
+            f"{global_batch_size}. Lower Experiment.batch_size."
+        )
+    return size // global_batch_size
+
+
+def training_batches(
+    examples: tf.data.Dataset,
+    global_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    shuffle_buffer: int | None = None,
+) -> tf.data.Dataset:
+    """An endless stream of global batches, positioned at `start_step`.
+
+    Batch `k` of the stream is the same for every run with the same seed, whatever step
+    the run (re)started at: epochs are reshuffled with `epoch_seed(seed, epoch)`, the
+    resumed epoch is rebuilt and the batches already consumed are skipped.
+
+    Args:
+      examples: one epoch of unbatched examples in a fixed order.
+      global_batch_size: examples per step summed over all replicas.
+      seed: the run's seed.
+      start_step: the global step the stream starts at.
+      shuffle_buffer: examples in the shuffle buffer; None shuffles the whole epoch.
+    """
+    examples = examples.cache()  # decode once; later epochs read memory
+    per_epoch = steps_per_epoch(examples, global_batch_size)
+    start_epoch, offset = divmod(start_step, per_epoch)
+    buffer = shuffle_buffer or per_epoch * global_batch_size + global_batch_size
+
+    def one_epoch(epoch):
+        return examples.shuffle(buffer, seed=epoch_seed(seed, epoch)).batch(
+            global_batch_size, drop_remainder=True
+        )
+
+    batches = tf.data.Dataset.range(start_epoch, tf.int64.max).flat_map(one_epoch)
+    return batches.skip(offset).prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_batches(examples: tf.data.Dataset, global_batch_size: int) -> tf.data.Dataset:
+    """Every evaluation example once, in order, in global batches (the last may be short)."""
+    return examples.batch(global_batch_size).cache().prefetch(tf.data.AUTOTUNE)

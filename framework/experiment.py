@@ -1,0 +1,273 @@
+"""The gin-configurable Experiment: builds the plugins, owns model_dir, drives the loop.
+
+It is the controller of the design card: it decides when to train, evaluate, summarize and
+checkpoint; `loop.Trainer` runs the steps. Nothing is written into model_dir until every
+plugin is built, checked against the others and any checkpoint there is restored, so a
+start that fails leaves model_dir as it was.
+"""
+
+import os
+import time
+
+import gin
+import keras
+import tensorflow as tf
+from absl import logging
+
+from framework import registry
+from framework.checkpoints import Checkpoints
+from framework.data import Dataset, evaluation_batches, training_batches
+from framework.errors import UserError
+from framework.loop import Trainer
+from framework.metrics import default_metrics
+from framework.summaries import Summaries
+
+MODES = ("train", "eval", "train_and_eval")
+
+
+@gin.configurable
+class Experiment:
+    """One training run: a dataset, a model, a loss and an optimizer under a strategy.
+
+    Plugins are bound as factories (`Experiment.model = @models.cnn`) or as gin calls
+    (`@models.cnn()`); both are built inside the strategy's scope.
+
+    Args:
+      dataset, model, loss, optimizer: plugins of those kinds.
+      strategy: a strategy plugin; None is TensorFlow's default strategy.
+      batch_size: the global batch size, summed over replicas.
+      train_steps: optimizer steps of the whole run (a resumed run goes on to this step).
+      steps_per_loop: steps per host call (an in-graph loop); cadences below cut it short.
+      eval_every: steps between evaluations in train_and_eval mode; None: at the end only.
+      checkpoint_every: steps between checkpoints; one is always written at the end.
+      summary_every: steps between training summaries.
+      max_checkpoints_to_keep: the newest N checkpoints are kept.
+      seed: seeds Python, NumPy, TensorFlow and Keras, and the per-epoch shuffles.
+      deterministic: turn on TensorFlow's op determinism (slower; reproducible bit for bit).
+      clip_gradient_norm: clip the gradient by this global norm; None: no clipping.
+      metrics: a callable returning a list of keras.metrics; None: by task (accuracy for
+        classification, mean absolute error for regression).
+      shuffle_buffer: examples in the shuffle buffer; None shuffles each whole epoch.
+    """
+
+    def __init__(
+        self,
+        dataset=gin.REQUIRED,
+        model=gin.REQUIRED,
+        loss=gin.REQUIRED,
+        optimizer=gin.REQUIRED,
+        strategy=None,
+        batch_size=128,
+        train_steps=1000,
+        steps_per_loop=100,
+        eval_every=None,
+        checkpoint_every=1000,
+        summary_every=100,
+        max_checkpoints_to_keep=3,
+        seed=42,
+        deterministic=False,
+        clip_gradient_norm=None,
+        metrics=None,
+        shuffle_buffer=None,
+    ):
+        for name, value in [("batch_size", batch_size), ("train_steps", train_steps),
+                            ("steps_per_loop", steps_per_loop), ("summary_every", summary_every),
+                            ("checkpoint_every", checkpoint_every), ("eval_every", eval_every),
+                            ("max_checkpoints_to_keep", max_checkpoints_to_keep)]:
+            if value is None and name == "eval_every":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"Experiment.{name} must be a positive integer, got {value!r}.")
+        self.plugins = dict(dataset=dataset, model=model, loss=loss, optimizer=optimizer,
+                            strategy=strategy)
+        self.batch_size, self.train_steps = batch_size, train_steps
+        self.steps_per_loop, self.eval_every = steps_per_loop, eval_every
+        self.checkpoint_every, self.summary_every = checkpoint_every, summary_every
+        self.max_checkpoints_to_keep, self.seed = max_checkpoints_to_keep, seed
+        self.deterministic, self.clip_gradient_norm = deterministic, clip_gradient_norm
+        self.metrics, self.shuffle_buffer = metrics, shuffle_buffer
+
+    # -- building -------------------------------------------------------------------
+
+    def build(self, model_dir: str) -> None:
+        """Builds and checks every piece and restores the latest checkpoint; writes nothing."""
+        # The strategy first: splitting the CPU into logical devices must precede any op.
+        self.strategy = registry.build(self.plugins["strategy"]) or tf.distribute.get_strategy()
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(self.seed)
+        self.dataset = self._built("dataset", Dataset)
+        self.info = self.dataset.info
+        with self.strategy.scope():
+            self.model = self._built("model", keras.Model, self.info)
+            self.optimizer = self._built("optimizer", keras.optimizers.Optimizer)
+            # Keras 3 creates optimizer slots lazily; they must exist inside the scope
+            # before the first traced step and before a restore, or restoring skips them.
+            self.optimizer.build(self.model.trainable_variables)
+            self.global_step = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name="global_step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.loss_fn = registry.build(self.plugins["loss"])
+        self._check_model_fits_data()
+        make_metrics = (lambda: registry.build(self.metrics)) if self.metrics else (
+            lambda: default_metrics(self.info))
+        self.trainer = Trainer(self.strategy, self.model, self.loss_fn, self.optimizer,
+                               make_metrics, self.batch_size, self.global_step,
+                               self.clip_gradient_norm)
+        self.model_dir = model_dir
+        self.checkpoints = Checkpoints(model_dir, self.max_checkpoints_to_keep,
+                                       model=self.model, optimizer=self.optimizer,
+                                       global_step=self.global_step)
+        self.restored_from = self.checkpoints.restore_latest()
+        self.summaries = Summaries(model_dir)
+
+    def _built(self, kind, expected_type, *context):
+        value = registry.build(self.plugins[kind], *context)
+        if not isinstance(value, expected_type):
+            raise UserError(
+                f"Experiment.{kind} = {self.plugins[kind]!r} gave a {type(value).__name__}, "
+                f"but a {kind} plugin must return a {expected_type.__name__}."
+            )
+        return value
+
+    def _check_model_fits_data(self) -> None:
+        """Runs the model and the loss on two zero examples shaped like the data."""
+        features_spec, labels_spec = self.dataset.train.element_spec
+        features = tf.zeros((2, *features_spec.shape), features_spec.dtype)
+        labels = tf.zeros((2, *labels_spec.shape), labels_spec.dtype)
+        model_name = getattr(self.plugins["model"], "__name__", repr(self.plugins["model"]))
+        data = f"dataset '{self.info.name}' (features {tuple(features_spec.shape)}, " \
+               f"labels {tuple(labels_spec.shape)}, {self.info.num_outputs} outputs)"
+        try:
+            outputs = self.model(features, training=False)
+        except Exception as error:  # pylint: disable=broad-except  (Keras raises many kinds)
+            raise UserError(
+                f"Model '{model_name}' cannot take the inputs of {data}; the model expects "
+                f"{_input_shape(self.model)}. Keras said: {_first_line(error)} Fix: choose a "
+                "model for this data, or change the model's input shape."
+            ) from error
+        try:
+            per_example = self.loss_fn(labels, outputs)
+        except Exception as error:  # pylint: disable=broad-except
+            per_example, loss_error = None, _first_line(error)
+        if per_example is None or tuple(per_example.shape) != (2,):
+            found = loss_error if per_example is None else f"shape {tuple(per_example.shape)}"
+            raise UserError(
+                f"The loss cannot compare model '{model_name}' outputs of shape "
+                f"{tuple(outputs.shape[1:])} with the labels of {data}: it must give one loss "
+                f"per example, got {found}. Fix: a model with {self.info.num_outputs} outputs "
+                "per example, or a loss that fits these labels."
+            )
+
+    # -- running --------------------------------------------------------------------
+
+    def run(self, model_dir: str, mode: str = "train_and_eval") -> dict:
+        """Builds, then trains and/or evaluates. Returns {'step', 'train', 'eval'}."""
+        if mode not in MODES:
+            raise UserError(f"--mode must be one of {', '.join(MODES)}, got '{mode}'.")
+        self.build(model_dir)
+        results = {"step": int(self.global_step.numpy()), "train": {}, "eval": {}}
+        try:
+            if mode == "eval":
+                if self.restored_from is None:
+                    raise UserError(f"--mode=eval needs a checkpoint, and {model_dir} has "
+                                    "none. Train first (--mode=train_and_eval).")
+                results["eval"] = self.evaluate()
+            else:
+                results["train"] = self.train(evaluate=(mode == "train_and_eval"))
+                results["step"] = int(self.global_step.numpy())
+                if mode == "train_and_eval":
+                    results["eval"] = self.evaluate()
+        finally:
+            self.summaries.close()
+        return results
+
+    def train(self, evaluate: bool) -> dict:
+        """Trains from the restored step to train_steps; the last training metrics."""
+        start = int(self.global_step.numpy())
+        if start >= self.train_steps:
+            logging.info("Already trained to step %d of %d.", start, self.train_steps)
+            return {}
+        logging.info("Training from step %d to %d%s.", start, self.train_steps,
+                     f" (resumed from {self.restored_from})" if self.restored_from else "")
+        self._write_config()
+        batches = training_batches(self.dataset.train, self.batch_size, self.seed, start,
+                                   self.shuffle_buffer)
+        iterator = iter(self.strategy.experimental_distribute_dataset(batches))
+        step, last_saved, window_start, window_step = start, None, time.perf_counter(), start
+        train_results = {}
+        while step < self.train_steps:
+            num_steps = self._steps_to_next_boundary(step)
+            self.trainer.train(iterator, num_steps)
+            step += num_steps
+            if step % self.summary_every == 0 or step == self.train_steps:
+                train_results = self.trainer.train_results()  # reading them waits for the steps
+                elapsed = time.perf_counter() - window_start
+                self._write_train_summaries(train_results, step, (step - window_step) / elapsed)
+                window_start, window_step = time.perf_counter(), step
+            if step % self.checkpoint_every == 0:
+                last_saved = self.checkpoints.save(step)
+            if evaluate and self.eval_every and step % self.eval_every == 0 \
+                    and step < self.train_steps:
+                self.evaluate()
+        if last_saved is None or not last_saved.endswith(f"-{step}"):
+            self.checkpoints.save(step)
+        return train_results
+
+    def _steps_to_next_boundary(self, step: int) -> int:
+        """Steps until the next summary, evaluation, checkpoint or the end, at most steps_per_loop."""
+        cadences = [c for c in (self.summary_every, self.checkpoint_every, self.eval_every) if c]
+        boundary = min([c * (step // c + 1) for c in cadences] + [self.train_steps])
+        return min(self.steps_per_loop, boundary - step)
+
+    def evaluate(self) -> dict:
+        """One pass over the evaluation set; writes and returns its metrics."""
+        step = int(self.global_step.numpy())
+        if self.dataset.eval is None:
+            logging.info("Dataset '%s' has no evaluation split; skipping evaluation.",
+                         self.info.name)
+            return {}
+        if not hasattr(self, "_eval_batches"):  # built once: its batches are cached
+            self._eval_batches = self.strategy.experimental_distribute_dataset(
+                evaluation_batches(self.dataset.eval, self.batch_size))
+        results = self.trainer.evaluate(self._eval_batches)
+        self.summaries.scalars("eval", results, step)
+        logging.info("eval at step %d: %s", step, _format(results))
+        return results
+
+    def _write_train_summaries(self, results: dict, step: int, steps_per_second: float):
+        scalars = dict(results)
+        scalars["learning_rate"] = float(self.optimizer.learning_rate)
+        scalars["steps_per_second"] = steps_per_second
+        scalars["examples_per_second"] = steps_per_second * self.batch_size
+        if self.model.losses:
+            scalars["regularization_loss"] = float(tf.add_n(self.model.losses))
+        self.summaries.scalars("train", scalars, step)
+        logging.info("step %d/%d: %s", step, self.train_steps, _format(scalars))
+
+    def _write_config(self) -> None:
+        """operative_config.gin beside the results, and as a text summary."""
+        config = gin.operative_config_str()
+        tf.io.gfile.makedirs(self.model_dir)
+        with tf.io.gfile.GFile(os.path.join(self.model_dir, "operative_config.gin"), "w") as f:
+            f.write(config)
+        # Indented, so TensorBoard's markdown shows it as a code block.
+        as_markdown = "\n".join("    " + line for line in config.splitlines())
+        self.summaries.text("train", "operative_config", as_markdown,
+                            int(self.global_step.numpy()))
+
+
+def _format(values: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:400]
+
+
+def _input_shape(model: keras.Model) -> str:
+    try:
+        return f"inputs of shape {tuple(model.input_shape[1:])}"
+    except (AttributeError, ValueError):
+        return "inputs of another shape"

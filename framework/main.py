@@ -1,0 +1,86 @@
+"""The command line: flags -> gin -> plugins -> Experiment.run(mode).
+
+    python -m framework.main --gin_file=gin/cnn.gin [--gin_bindings='Experiment.train_steps=500']
+                             [--model_dir=runs/x] [--mode=train_and_eval]
+    python -m framework.main --list_plugins
+"""
+
+import datetime
+import os
+import sys
+
+from absl import app, flags, logging
+
+from framework import config, registry
+from framework.errors import UserError
+from framework.experiment import Experiment
+
+FLAGS = flags.DEFINE_multi_string("gin_file", [], "Gin config file; repeatable, read in order.")
+BINDINGS = flags.DEFINE_multi_string(
+    "gin_bindings", [], "One gin binding, e.g. 'Experiment.train_steps=500'; repeatable, "
+    "applied after the files.")
+MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "Where checkpoints, summaries and the config go; re-using it resumes. "
+    "Default: a fresh folder under runs/.")
+MODE = flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval"],
+                         "What to do.")
+LIST_PLUGINS = flags.DEFINE_bool(
+    "list_plugins", False, "Print every registered plugin with its parameters and exit.")
+VERBOSE = flags.DEFINE_bool("verbose", False, "Show Python tracebacks for errors.")
+
+
+def fresh_model_dir(gin_files: list[str]) -> str:
+    """runs/<first config's name>-<time>, unique even for runs started in the same second."""
+    stem = os.path.splitext(os.path.basename(gin_files[0]))[0] if gin_files else "run"
+    base = os.path.join("runs", f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    path, suffix = base, 1
+    while os.path.exists(path):
+        path, suffix = f"{base}-{suffix}", suffix + 1
+    return path
+
+
+def run(argv) -> int:
+    """Does what the flags say; returns the exit status."""
+    if len(argv) > 1:
+        raise UserError(f"Unexpected arguments {argv[1:]}; flags look like --gin_file=FILE.")
+    registry.discover()
+    if LIST_PLUGINS.value:
+        print(registry.describe())
+        return 0
+    if not FLAGS.value and not BINDINGS.value:
+        raise UserError("No experiment given. Pass --gin_file=gin/cnn.gin (see gin/), or "
+                        "--list_plugins to see what is available.")
+    config.parse(FLAGS.value, BINDINGS.value)
+    model_dir = MODEL_DIR.value or fresh_model_dir(FLAGS.value)
+    if not MODEL_DIR.value:
+        logging.info("No --model_dir given; this run writes to %s", model_dir)
+    try:
+        experiment = Experiment()
+    except (ValueError, TypeError) as error:
+        raise UserError(config.explain(error)) from error
+    results = experiment.run(model_dir, MODE.value)
+    for name, value in results["eval"].items():
+        print(f"final eval {name}: {value:.4f} (step {results['step']})")
+    print(f"Watch this run with: tensorboard --logdir {model_dir}")
+    return 0
+
+
+def main(argv):
+    try:
+        status = run(argv)
+    except UserError as error:
+        if VERBOSE.value:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        status = 2
+    # TensorFlow can sit idle for a minute at interpreter shutdown (seen under
+    # MirroredStrategy) while it releases datasets, iterators and models. Everything that
+    # must outlive the process (checkpoints, flushed summaries) is on disk now, so leave.
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # pylint: disable=protected-access
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Built-in hooks plugins, one file each."""

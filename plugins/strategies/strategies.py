@@ -1,0 +1,43 @@
+"""Built-in tf.distribute strategies: default, one device, mirrored, multi-worker."""
+
+import tensorflow as tf
+
+from framework.distribute import split_cpu
+from framework.registry import register
+
+
+@register.strategy
+def default():
+    """No distribution: TensorFlow's default strategy on its default device."""
+    return tf.distribute.get_strategy()
+
+
+@register.strategy
+def one_device(device="/cpu:0"):
+    """Everything on one named device, e.g. '/gpu:0'."""
+    return tf.distribute.OneDeviceStrategy(device)
+
+
+@register.strategy
+def mirrored(devices=None, logical_cpus=None):
+    """Synchronous data parallelism over local devices (all GPUs, else the CPU).
+
+    logical_cpus: split the CPU into this many logical devices and mirror over them, so the
+    multi-replica path runs on a CPU-only machine (a correctness path, not a speed-up).
+    """
+    if logical_cpus:
+        devices = split_cpu(logical_cpus)
+    return tf.distribute.MirroredStrategy(devices=devices)
+
+
+@register.strategy
+def multi_worker(communication="auto"):
+    """Synchronous data parallelism over several machines, described by $TF_CONFIG.
+
+    communication: 'auto', 'ring' or 'nccl' collective implementation.
+    """
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=getattr(tf.distribute.experimental.CommunicationImplementation,
+                               communication.upper())
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
