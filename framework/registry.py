@@ -151,6 +151,9 @@ def _register(kind: str, function: Callable | None = None, *, name: str | None =
             return function(*args, **kwargs)
         return Deferred(plugin, args, kwargs)
 
+    # gin reads defaults with getfullargspec, which ignores __wrapped__ but honours this;
+    # without it the operative config would omit every default the plugin used.
+    call.__signature__ = inspect.signature(function)
     configurable = gin.configurable(name, module=KINDS[kind])(call)
     plugin = Plugin(kind, name, function, configurable)
     configurable.__framework_plugin__ = plugin

@@ -9,7 +9,7 @@ from framework.registry import register
 
 @register.dataset
 def synthetic(input_shape=(28, 28, 1), num_classes=10, train_size=1024, eval_size=256,
-              noise=0.5, seed=0):
+              noise=0.3, seed=0):
     """Noisy copies of one random prototype per class: learnable in a few dozen steps.
 
     Deterministic in `seed`, needs no files, so tests and examples run offline.

@@ -1,0 +1,18 @@
+"""Reading TensorBoard event files back, as TensorBoard does."""
+
+import pathlib
+
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+
+def read(run_dir: pathlib.Path) -> dict[str, list[tuple[int, object]]]:
+    """{tag: [(step, value), ...]} for every tf.summary in `run_dir` (v2 stores tensors)."""
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    values = {}
+    for tag in accumulator.Tags()["tensors"]:
+        values[tag] = [(event.step, tf.make_ndarray(event.tensor_proto))
+                       for event in accumulator.Tensors(tag)]
+    return values

@@ -1,0 +1,29 @@
+"""Helpers shared by the tests: running the CLI, snapshotting a model_dir."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+
+
+def run_cli(*args, env=None, cwd=REPO, timeout=300):
+    """Runs `python -m framework.main ARGS` in a fresh process; returns CompletedProcess."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    # The repo first on the path, so the CLI runs this checkout from any working directory.
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO), environment.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "framework.main", *args],
+        cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def tree_snapshot(directory: pathlib.Path) -> dict:
+    """{relative path: (size, mtime_ns)} of every file below `directory`."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in directory.rglob("*") if p.is_file()
+    }
