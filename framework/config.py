@@ -49,24 +49,19 @@ def explain(error: Exception) -> str:
     return message
 
 
-def _known_configurables() -> list[str]:
-    names = registry.all_gin_names()
-    return names + [name.rpartition(".")[2] for name in names] + ["Experiment"]
-
-
 def _suggest_configurable(name: str) -> str:
+    """'Did you mean' among plugins of the same kind (all plugins if the kind is unknown)."""
     module, _, short = name.rpartition(".")
     kind = next((k for k, gin_module in registry.KINDS.items() if gin_module == module), None)
-    hint = ""
-    close = registry.closest(name, _known_configurables())
-    if close:
-        hint = f"Did you mean {' or '.join(repr(c) for c in close)}? "
+    kinds = [kind] if kind else list(registry.KINDS)
+    by_short_name = {p.name: p.gin_name for k in kinds for p in registry.plugins(k).values()}
+    if not kind:
+        by_short_name["Experiment"] = "Experiment"
+    close = [by_short_name[c] for c in _closest(short, list(by_short_name))]
+    hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     if kind:
-        known = sorted(p.gin_name for p in registry.plugins(kind).values())
-        hint += f"Known {kind} plugins: {', '.join(known) or 'none'}."
-    else:
-        hint += "Run `python -m framework.main --list_plugins` for every plugin."
-    return hint
+        return hint + f"Known {kind} plugins: {', '.join(sorted(by_short_name.values()))}."
+    return hint + "Run `python -m framework.main --list_plugins` for every plugin."
 
 
 def _suggest_parameter(configurable: str, parameter: str) -> str:
@@ -76,9 +71,13 @@ def _suggest_parameter(configurable: str, parameter: str) -> str:
     else:
         plugin = registry.find(configurable)
         names = [p.name for p in plugin.parameters()] if plugin else []
-    close = difflib.get_close_matches(parameter, names, n=3, cutoff=0.5)
+    close = _closest(parameter, names)
     hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     return hint + f"'{configurable}' takes: {', '.join(names) or 'no parameters'}."
+
+
+def _closest(name: str, candidates: list[str]) -> list[str]:
+    return difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
 
 
 def _nearby_gin_files(path: str) -> list[str]:

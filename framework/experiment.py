@@ -122,27 +122,44 @@ class Experiment:
         self.summaries = Summaries(model_dir)
 
     def _built(self, kind, expected_type, *context):
-        value = registry.build(self.plugins[kind], *context)
+        try:
+            value = registry.build(self.plugins[kind], *context)
+        except (ValueError, TypeError) as error:
+            if kind != "model":
+                raise
+            # Keras checks shapes while a model is assembled: a model that cannot take the
+            # data's features usually fails here, before any data flows.
+            raise UserError(
+                f"Model {self._plugin_name('model')} cannot be built for dataset "
+                f"'{self.info.name}' (features {self.info.input_shape}, "
+                f"{self.info.num_outputs} outputs). Keras said: {_first_line(error)} Fix: "
+                "choose a model for this data, or change the model's input shape."
+            ) from error
         if not isinstance(value, expected_type):
             raise UserError(
-                f"Experiment.{kind} = {self.plugins[kind]!r} gave a {type(value).__name__}, "
-                f"but a {kind} plugin must return a {expected_type.__name__}."
+                f"Experiment.{kind} = {self._plugin_name(kind)} gave a "
+                f"{type(value).__name__}, but a {kind} plugin must return a "
+                f"{expected_type.__name__}."
             )
         return value
+
+    def _plugin_name(self, kind) -> str:
+        plugin = self.plugins[kind]
+        return f"'{getattr(plugin, '__name__', None) or repr(plugin)}'"
 
     def _check_model_fits_data(self) -> None:
         """Runs the model and the loss on two zero examples shaped like the data."""
         features_spec, labels_spec = self.dataset.train.element_spec
         features = tf.zeros((2, *features_spec.shape), features_spec.dtype)
         labels = tf.zeros((2, *labels_spec.shape), labels_spec.dtype)
-        model_name = getattr(self.plugins["model"], "__name__", repr(self.plugins["model"]))
+        model_name = self._plugin_name("model")
         data = f"dataset '{self.info.name}' (features {tuple(features_spec.shape)}, " \
                f"labels {tuple(labels_spec.shape)}, {self.info.num_outputs} outputs)"
         try:
             outputs = self.model(features, training=False)
         except Exception as error:  # pylint: disable=broad-except  (Keras raises many kinds)
             raise UserError(
-                f"Model '{model_name}' cannot take the inputs of {data}; the model expects "
+                f"Model {model_name} cannot take the inputs of {data}; the model expects "
                 f"{_input_shape(self.model)}. Keras said: {_first_line(error)} Fix: choose a "
                 "model for this data, or change the model's input shape."
             ) from error
@@ -153,7 +170,7 @@ class Experiment:
         if per_example is None or tuple(per_example.shape) != (2,):
             found = loss_error if per_example is None else f"shape {tuple(per_example.shape)}"
             raise UserError(
-                f"The loss cannot compare model '{model_name}' outputs of shape "
+                f"The loss cannot compare model {model_name} outputs of shape "
                 f"{tuple(outputs.shape[1:])} with the labels of {data}: it must give one loss "
                 f"per example, got {found}. Fix: a model with {self.info.num_outputs} outputs "
                 "per example, or a loss that fits these labels."

@@ -24,7 +24,6 @@ call other plugins (a model that wraps a backbone) just call them: they already 
 
 import contextlib
 import dataclasses
-import difflib
 import functools
 import importlib
 import importlib.metadata
@@ -177,10 +176,6 @@ def plugins(kind: str) -> dict[str, Plugin]:
     return dict(_PLUGINS[kind])
 
 
-def all_gin_names() -> list[str]:
-    return [p.gin_name for kind in KINDS for p in _PLUGINS[kind].values()]
-
-
 def find(gin_name: str) -> Plugin | None:
     """The plugin for `models.cnn` or a bare `cnn` (when only one kind has that name)."""
     module, _, name = gin_name.rpartition(".")
@@ -191,10 +186,6 @@ def find(gin_name: str) -> Plugin | None:
         if p.name == name and module in ("", gin_module)
     ]
     return matches[0] if len(matches) == 1 else None
-
-
-def closest(name: str, candidates: list[str]) -> list[str]:
-    return difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
 
 
 def discover() -> None:

@@ -1,6 +1,7 @@
 """The Experiment end to end, in process: summaries, checkpoints, resume, eval mode."""
 
 import gin
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +9,7 @@ import tensorflow as tf
 import events
 from framework.errors import UserError
 from framework.experiment import Experiment
+from framework.registry import register
 from helpers import REPO
 
 SYNTHETIC_MLP = """
@@ -116,3 +118,17 @@ def test_nonlinear_regression_fits_the_parabola(tmp_path):
 def test_bad_experiment_values(tmp_path, binding, message):
     with pytest.raises(UserError, match=message):
         run(tmp_path, extra=binding)
+
+
+@register.model
+def fixed_input_mlp(info):
+    """A test model that ignores the data's shape and expects 10 numbers."""
+    return keras.Sequential([keras.Input((10,)), keras.layers.Dense(info.num_outputs)])
+
+
+def test_model_that_cannot_take_the_features_names_both_shapes(tmp_path):
+    with pytest.raises(UserError, match=r"Model 'fixed_input_mlp' cannot take the inputs of "
+                       r"dataset 'synthetic' \(features \(28, 28, 1\).*expects inputs of "
+                       r"shape \(10,\)"):
+        run(tmp_path, extra="Experiment.model = @models.fixed_input_mlp")
+    assert not any(tmp_path.iterdir())

@@ -104,7 +104,7 @@ def test_same_name_from_another_module_is_refused():
         register.model(cnn)
 
 
-def test_find_and_closest():
+def test_find_by_gin_name_or_unambiguous_short_name():
     assert registry.find("models.cnn").name == "cnn"
     assert registry.find("cnn").kind == "model"
-    assert "models.cnn" in registry.closest("models.cnnn", registry.all_gin_names())
+    assert registry.find("models.nothing") is None
