@@ -15,8 +15,11 @@ class Checkpoints:
     so a start that fails after restoring leaves model_dir as it was.
     """
 
-    def __init__(self, model_dir: str, max_to_keep: int, **trackables):
+    def __init__(self, model_dir: str, max_to_keep: int, save_dir: str | None = None,
+                 **trackables):
+        """Restores from model_dir/checkpoints; saves there too unless `save_dir` is given."""
         self.directory = os.path.join(model_dir, "checkpoints")
+        self._save_dir = save_dir or self.directory
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self._max_to_keep = max_to_keep
         self._manager = None  # created on first save: the manager makes the directory
@@ -46,7 +49,7 @@ class Checkpoints:
     def save(self, step: int) -> str:
         if self._manager is None:
             self._manager = tf.train.CheckpointManager(
-                self.checkpoint, self.directory, max_to_keep=self._max_to_keep)
+                self.checkpoint, self._save_dir, max_to_keep=self._max_to_keep)
         path = self._manager.save(checkpoint_number=step)
         logging.info("Saved checkpoint %s", path)
         return path

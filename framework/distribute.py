@@ -1,4 +1,4 @@
-"""Strategy helpers: splitting the CPU into logical devices, and chief-only writing.
+"""Splitting the CPU into logical devices, so the multi-replica path runs without GPUs.
 
 The strategy plugins themselves live in plugins/strategies; they call these helpers.
 """
@@ -29,13 +29,3 @@ def split_cpu(num_devices: int) -> list[str]:
                 "(in a fresh process), or use the split already in place."
             ) from error
     return [device.name for device in tf.config.list_logical_devices("CPU")]
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this worker writes summaries, checkpoints and the config (true off-cluster)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and
-                                    "chief" not in resolver.cluster_spec().as_dict())

@@ -7,6 +7,7 @@ start that fails leaves model_dir as it was.
 """
 
 import os
+import tempfile
 import time
 
 import gin
@@ -109,17 +110,20 @@ class Experiment:
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.loss_fn = registry.build(self.plugins["loss"])
         self._check_model_fits_data()
-        make_metrics = (lambda: registry.build(self.metrics)) if self.metrics else (
-            lambda: default_metrics(self.info))
+        make_metrics = self.metrics or (lambda: default_metrics(self.info))
         self.trainer = Trainer(self.strategy, self.model, self.loss_fn, self.optimizer,
                                make_metrics, self.batch_size, self.global_step,
                                self.clip_gradient_norm)
         self.model_dir = model_dir
-        self.checkpoints = Checkpoints(model_dir, self.max_checkpoints_to_keep,
-                                       model=self.model, optimizer=self.optimizer,
-                                       global_step=self.global_step)
+        # Every worker of a multi-worker run restores from model_dir and takes part in
+        # saving, but only the chief writes there; the others save into a scratch folder.
+        self.is_chief = self.strategy.extended.should_checkpoint
+        self.checkpoints = Checkpoints(
+            model_dir, self.max_checkpoints_to_keep,
+            save_dir=None if self.is_chief else tempfile.mkdtemp(prefix="worker-checkpoints-"),
+            model=self.model, optimizer=self.optimizer, global_step=self.global_step)
         self.restored_from = self.checkpoints.restore_latest()
-        self.summaries = Summaries(model_dir)
+        self.summaries = Summaries(model_dir, enabled=self.is_chief)
 
     def _built(self, kind, expected_type, *context):
         try:
@@ -209,8 +213,12 @@ class Experiment:
                      f" (resumed from {self.restored_from})" if self.restored_from else "")
         self._write_config()
         batches = training_batches(self.dataset.train, self.batch_size, self.seed, start,
-                                   self.shuffle_buffer)
-        iterator = iter(self.strategy.experimental_distribute_dataset(batches))
+                                   self.shuffle_buffer, num_steps=self.train_steps - start)
+        # Kept on the Experiment: destroying this iterator after a long run can block for
+        # 20-40 s inside tf.data's iterator destructor (seen after 5 epochs of the CNN),
+        # which would delay the final evaluation. main() exits without destroying it.
+        self._train_iterator = iterator = iter(
+            self.strategy.experimental_distribute_dataset(batches))
         step, last_saved, window_start, window_step = start, None, time.perf_counter(), start
         train_results = {}
         while step < self.train_steps:
@@ -254,7 +262,8 @@ class Experiment:
 
     def _write_train_summaries(self, results: dict, step: int, steps_per_second: float):
         scalars = dict(results)
-        scalars["learning_rate"] = float(self.optimizer.learning_rate)
+        # convert_to_tensor reads a (mirrored) variable in any context; float() cannot.
+        scalars["learning_rate"] = float(tf.convert_to_tensor(self.optimizer.learning_rate))
         scalars["steps_per_second"] = steps_per_second
         scalars["examples_per_second"] = steps_per_second * self.batch_size
         if self.model.losses:
@@ -263,7 +272,9 @@ class Experiment:
         logging.info("step %d/%d: %s", step, self.train_steps, _format(scalars))
 
     def _write_config(self) -> None:
-        """operative_config.gin beside the results, and as a text summary."""
+        """operative_config.gin beside the results, and as a text summary (chief only)."""
+        if not self.is_chief:
+            return
         config = gin.operative_config_str()
         tf.io.gfile.makedirs(self.model_dir)
         with tf.io.gfile.GFile(os.path.join(self.model_dir, "operative_config.gin"), "w") as f:

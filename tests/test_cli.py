@@ -85,7 +85,7 @@ def existing_run(tmp_path_factory):
      r"data_dir '/nonexistent' does not hold the fashion_mnist IDX files"),
     (SYNTHETIC + ["--gin_bindings=datasets.synthetic.input_shape = (5,)"],
      r"Model 'cnn' cannot be built for dataset 'synthetic' \(features \(5,\), 10 outputs\)"
-     r"\. Keras said: .*Conv2D"),
+     r"\. Keras said: .*layer 'conv2d' is incompatible"),
     (SYNTHETIC + ["--gin_bindings=Experiment.model = @models.linear",
                   "--gin_bindings=Experiment.loss = @losses.mean_squared_error"],
      r"The loss cannot compare model 'linear' outputs of shape \(28, 28, 10\)"),

@@ -116,3 +116,9 @@ def test_real_fashion_mnist():
     assert features.shape == (1000, 28, 28, 1)
     assert 0.0 <= float(tf.reduce_min(features)) and float(tf.reduce_max(features)) <= 1.0
     assert sorted(set(labels.numpy().tolist())) == list(range(10))
+
+
+def test_stream_can_end_after_the_steps_a_run_has_left():
+    batches = training_batches(numbered(40), 10, seed=3, start_step=2, num_steps=5)
+    whole = labels_of(training_batches(numbered(40), 10, seed=3), 7)
+    assert [b[1].numpy().tolist() for b in batches] == whole[2:7]

@@ -132,3 +132,21 @@ def test_model_that_cannot_take_the_features_names_both_shapes(tmp_path):
                        r"shape \(10,\)"):
         run(tmp_path, extra="Experiment.model = @models.fixed_input_mlp")
     assert not any(tmp_path.iterdir())
+
+
+def test_custom_metrics_replace_the_defaults(tmp_path):
+    gin.parse_config(SYNTHETIC_MLP)
+    experiment = Experiment(metrics=lambda: [
+        keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3_accuracy")])
+    results = experiment.run(str(tmp_path))
+    assert set(results["eval"]) == {"loss", "top3_accuracy"}
+    assert results["eval"]["top3_accuracy"] > 0.9
+    assert "top3_accuracy" in events.read(tmp_path / "eval")
+
+
+def test_mirrored_run_end_to_end(tmp_path):
+    results = run(tmp_path, extra="Experiment.strategy = @strategies.mirrored\n"
+                                  "strategies.mirrored.logical_cpus = 2")
+    assert results["step"] == 60 and results["eval"]["accuracy"] > 0.9
+    learning_rates = events.read(tmp_path / "train")["learning_rate"]
+    assert [float(value) for _, value in learning_rates] == pytest.approx([1e-3] * 3)
