@@ -25,9 +25,14 @@ def mirrored(devices=None, logical_cpus=None):
     logical_cpus: split the CPU into this many logical devices and mirror over them, so the
     multi-replica path runs on a CPU-only machine (a correctness path, not a speed-up).
     """
+    cross_device_ops = None  # TensorFlow's choice for the devices found
     if logical_cpus:
         devices = split_cpu(logical_cpus)
-    return tf.distribute.MirroredStrategy(devices=devices)
+        # Collective all-reduce keys clash when a process builds a second MirroredStrategy
+        # over the same logical CPUs ("Shape mismatch in the collective instance"); a plain
+        # reduction through one device has no such state and costs nothing here.
+        cross_device_ops = tf.distribute.ReductionToOneDevice()
+    return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device_ops)
 
 
 @register.strategy
