@@ -1,5 +1,12 @@
-"""Checkpoints: tf.train.Checkpoint + tf.train.CheckpointManager under model_dir/checkpoints."""
+"""Checkpoints under model_dir/checkpoints: the last N, and the best by an eval metric.
 
+tf.train.Checkpoint + tf.train.CheckpointManager. The manager updates its `checkpoint`
+state file only after a checkpoint's files are complete, so a process killed while saving
+leaves the previous checkpoint as the latest. A checkpoint damaged later (truncated,
+overwritten) is detected when restoring, and the next older one is used instead.
+"""
+
+import json
 import os
 
 import tensorflow as tf
@@ -7,49 +14,116 @@ from absl import logging
 
 from framework.errors import UserError
 
+BEST_SUBDIR = "best"
+BEST_RECORD = "best_metric.json"
+
+# What restoring a damaged checkpoint raises (as opposed to a checkpoint of another model).
+_DAMAGED = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError,
+            tf.errors.InternalError, tf.errors.UnknownError)
+
 
 class Checkpoints:
     """Saves and restores everything that decides the rest of a run.
 
-    Contract: `restore_latest()` only reads; nothing is written before the first `save()`,
-    so a start that fails after restoring leaves model_dir as it was.
+    Contract: restoring only reads; nothing is written before the first save, so a start
+    that fails after restoring leaves model_dir as it was.
     """
 
     def __init__(self, model_dir: str, max_to_keep: int, save_dir: str | None = None,
                  **trackables):
-        """Restores from model_dir/checkpoints; saves there too unless `save_dir` is given."""
+        """Restores from model_dir/checkpoints; saves there too unless `save_dir` is given
+        (the non-chief workers of a multi-worker run)."""
         self.directory = os.path.join(model_dir, "checkpoints")
+        self.best_directory = os.path.join(self.directory, BEST_SUBDIR)
         self._save_dir = save_dir or self.directory
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self._max_to_keep = max_to_keep
-        self._manager = None  # created on first save: the manager makes the directory
+        self._managers: dict[str, tf.train.CheckpointManager] = {}  # made on first save
 
-    @property
-    def latest(self) -> str | None:
-        return tf.train.latest_checkpoint(self.directory)
+    # -- restoring ----------------------------------------------------------------------
 
-    def restore_latest(self) -> str | None:
-        """Restores the newest checkpoint, if any; returns its path."""
-        path = self.latest
-        if path is None:
+    def restore(self, which: str = "latest") -> str | None:
+        """Restores the newest good checkpoint ('latest') or the best one ('best').
+
+        Returns its path, or None when there is none. A damaged checkpoint is skipped with
+        a warning in favour of the next older one; a checkpoint of a different model is a
+        UserError.
+        """
+        directory = self.best_directory if which == "best" else self.directory
+        candidates = _newest_first(directory)
+        for path in candidates:
+            try:
+                # Every variable the checkpoint holds must find its object and shapes must
+                # agree: another model's checkpoint is an error, not a partial restore.
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except _DAMAGED as error:
+                logging.warning("Checkpoint %s is damaged (%s); trying the one before it.",
+                                path, _first_line(error))
+                continue
+            except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
+                raise UserError(
+                    f"The checkpoint {path} does not fit this experiment's model or "
+                    f"optimizer ({_first_line(error)}). Use another --model_dir, or the config "
+                    "that wrote this checkpoint (see operative_config.gin beside it)."
+                ) from error
+            if path != candidates[0]:
+                logging.warning("Resumed from %s, the newest checkpoint that is intact.", path)
+            logging.info("Restored %s", path)
+            return path
+        if candidates:
+            raise UserError(f"Every checkpoint in {directory} is damaged. Move them away to "
+                            "start afresh, or use another --model_dir.")
+        return None
+
+    def best_record(self) -> dict | None:
+        """{'metric', 'mode', 'value', 'step'} of the best checkpoint, if one was saved."""
+        path = os.path.join(self.best_directory, BEST_RECORD)
+        if not tf.io.gfile.exists(path):
             return None
-        try:
-            # Every object the checkpoint holds must find its variable, and shapes must
-            # agree: a checkpoint of a different model is an error, not a partial restore.
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
-            raise UserError(
-                f"The checkpoint {path} does not fit this experiment's model or optimizer "
-                f"({str(error).splitlines()[0][:300]}). Use another --model_dir, or the "
-                "config that wrote this checkpoint (see operative_config.gin beside it)."
-            ) from error
-        logging.info("Restored %s", path)
-        return path
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+
+    # -- saving -------------------------------------------------------------------------
 
     def save(self, step: int) -> str:
-        if self._manager is None:
-            self._manager = tf.train.CheckpointManager(
-                self.checkpoint, self._save_dir, max_to_keep=self._max_to_keep)
-        path = self._manager.save(checkpoint_number=step)
+        path = self._manager("latest").save(checkpoint_number=step)
         logging.info("Saved checkpoint %s", path)
         return path
+
+    def save_best(self, step: int, metric: str, mode: str, value: float) -> str:
+        """Replaces the best checkpoint, and records the metric value beside it."""
+        path = self._manager("best").save(checkpoint_number=step)
+        record = {"metric": metric, "mode": mode, "value": value, "step": step}
+        _write_atomically(os.path.join(os.path.dirname(path), BEST_RECORD),
+                          json.dumps(record, indent=2))
+        logging.info("New best %s %.4g at step %d: saved %s", metric, value, step, path)
+        return path
+
+    def _manager(self, which: str) -> tf.train.CheckpointManager:
+        if which not in self._managers:
+            directory = self._save_dir
+            if which == "best":
+                directory = os.path.join(directory, BEST_SUBDIR)
+            self._managers[which] = tf.train.CheckpointManager(
+                self.checkpoint, directory,
+                max_to_keep=1 if which == "best" else self._max_to_keep)
+        return self._managers[which]
+
+
+def _newest_first(directory: str) -> list[str]:
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None:
+        return []
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    return [p for p in reversed(paths) if tf.io.gfile.exists(p + ".index")]
+
+
+def _write_atomically(path: str, text: str) -> None:
+    temporary = path + ".tmp"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

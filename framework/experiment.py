@@ -6,6 +6,8 @@ plugin is built, checked against the others and any checkpoint there is restored
 start that fails leaves model_dir as it was.
 """
 
+import contextlib
+import difflib
 import os
 import tempfile
 import time
@@ -20,6 +22,7 @@ from framework.checkpoints import Checkpoints
 from framework.data import Dataset, evaluation_batches, training_batches
 from framework.errors import UserError
 from framework.loop import Trainer
+from framework.model_dir_lock import ModelDirLock
 from framework.metrics import default_metrics
 from framework.summaries import Summaries
 
@@ -49,6 +52,10 @@ class Experiment:
       metrics: a callable returning a list of keras.metrics; None: by task (accuracy for
         classification, mean absolute error for regression).
       shuffle_buffer: examples in the shuffle buffer; None shuffles each whole epoch.
+      hooks: hook plugins called at loop boundaries (early stopping, NaN guard, ...).
+      best_checkpoint_metric: an eval metric (e.g. 'accuracy'); after each evaluation that
+        improves it, a checkpoint is kept in checkpoints/best with the value beside it.
+      best_checkpoint_mode: 'max' or 'min': which direction improves that metric.
     """
 
     def __init__(
@@ -70,6 +77,9 @@ class Experiment:
         clip_gradient_norm=None,
         metrics=None,
         shuffle_buffer=None,
+        hooks=(),
+        best_checkpoint_metric=None,
+        best_checkpoint_mode="max",
     ):
         for name, value in [("batch_size", batch_size), ("train_steps", train_steps),
                             ("steps_per_loop", steps_per_loop), ("summary_every", summary_every),
@@ -87,11 +97,21 @@ class Experiment:
         self.max_checkpoints_to_keep, self.seed = max_checkpoints_to_keep, seed
         self.deterministic, self.clip_gradient_norm = deterministic, clip_gradient_norm
         self.metrics, self.shuffle_buffer = metrics, shuffle_buffer
+        if best_checkpoint_mode not in ("max", "min"):
+            raise UserError("Experiment.best_checkpoint_mode must be 'max' or 'min', got "
+                            f"{best_checkpoint_mode!r}.")
+        self.hook_plugins = list(hooks or ())
+        self.best_checkpoint_metric = best_checkpoint_metric
+        self.best_checkpoint_mode = best_checkpoint_mode
+        self.stop_reason, self.exit_status = None, 0
 
     # -- building -------------------------------------------------------------------
 
-    def build(self, model_dir: str) -> None:
-        """Builds and checks every piece and restores the latest checkpoint; writes nothing."""
+    def build(self, model_dir: str, checkpoint: str = "latest") -> None:
+        """Builds and checks every piece and restores a checkpoint; writes nothing.
+
+        checkpoint: which one to restore: 'latest' or 'best'.
+        """
         # The strategy first: splitting the CPU into logical devices must precede any op.
         self.strategy = registry.build(self.plugins["strategy"]) or tf.distribute.get_strategy()
         if self.deterministic:
@@ -111,9 +131,13 @@ class Experiment:
         self.loss_fn = registry.build(self.plugins["loss"])
         self._check_model_fits_data()
         make_metrics = self.metrics or (lambda: default_metrics(self.info))
-        self.trainer = Trainer(self.strategy, self.model, self.loss_fn, self.optimizer,
-                               make_metrics, self.batch_size, self.global_step,
-                               self.clip_gradient_norm)
+        with registry.building():
+            self.hooks = [registry.build(hook) for hook in self.hook_plugins]
+        self.trainer = Trainer(
+            self.strategy, self.model, self.loss_fn, self.optimizer, make_metrics,
+            self.batch_size, self.global_step, self.clip_gradient_norm,
+            skip_nonfinite_steps=any(getattr(h, "skips_nonfinite_steps", False)
+                                     for h in self.hooks))
         self.model_dir = model_dir
         # Every worker of a multi-worker run restores from model_dir and takes part in
         # saving, but only the chief writes there; the others save into a scratch folder.
@@ -121,8 +145,12 @@ class Experiment:
         self.checkpoints = Checkpoints(
             model_dir, self.max_checkpoints_to_keep,
             save_dir=None if self.is_chief else tempfile.mkdtemp(prefix="worker-checkpoints-"),
-            model=self.model, optimizer=self.optimizer, global_step=self.global_step)
-        self.restored_from = self.checkpoints.restore_latest()
+            model=self.model, optimizer=self.optimizer, global_step=self.global_step,
+            # Keras keeps layers' random state (Dropout's seed generators) outside the
+            # model's checkpointed variables; without it a resumed run draws other masks.
+            rng=[generator.state for layer in self.model._flatten_layers()  # pylint: disable=protected-access
+                 for generator in getattr(layer, "_seed_generators", [])])
+        self.restored_from = self.checkpoints.restore(checkpoint)
         self.summaries = Summaries(model_dir, enabled=self.is_chief)
 
     def _built(self, kind, expected_type, *context):
@@ -182,29 +210,51 @@ class Experiment:
 
     # -- running --------------------------------------------------------------------
 
-    def run(self, model_dir: str, mode: str = "train_and_eval") -> dict:
-        """Builds, then trains and/or evaluates. Returns {'step', 'train', 'eval'}."""
+    def run(self, model_dir: str, mode: str = "train_and_eval",
+            checkpoint: str = "latest") -> dict:
+        """Builds, then trains and/or evaluates.
+
+        Returns {'step', 'train', 'eval', 'stopped'}: the final step, the last training
+        and evaluation metrics, and why training stopped early (None if it did not).
+        `checkpoint` ('latest' or 'best') picks what --mode=eval evaluates.
+        """
         if mode not in MODES:
             raise UserError(f"--mode must be one of {', '.join(MODES)}, got '{mode}'.")
-        self.build(model_dir)
+        self.build(model_dir, checkpoint if mode == "eval" else "latest")
         results = {"step": int(self.global_step.numpy()), "train": {}, "eval": {}}
-        try:
-            if mode == "eval":
-                if self.restored_from is None:
-                    raise UserError(f"--mode=eval needs a checkpoint, and {model_dir} has "
-                                    "none. Train first (--mode=train_and_eval).")
-                results["eval"] = self.evaluate()
-            else:
-                results["train"] = self.train(evaluate=(mode == "train_and_eval"))
-                results["step"] = int(self.global_step.numpy())
-                if mode == "train_and_eval":
+        if mode == "eval" and self.restored_from is None:
+            raise UserError(f"--mode=eval needs a checkpoint, and {model_dir} has "
+                            f"no {checkpoint} one. Train first (--mode=train_and_eval).")
+        # Training holds model_dir; evaluating a run that is still training is allowed.
+        with contextlib.nullcontext() if mode == "eval" else ModelDirLock(model_dir):
+            try:
+                if mode == "eval":
                     results["eval"] = self.evaluate()
-        finally:
-            self.summaries.close()
+                else:
+                    results["train"] = self.train(evaluate=(mode == "train_and_eval"))
+                    results["step"] = int(self.global_step.numpy())
+                    if mode == "train_and_eval" and self.exit_status == 0:
+                        results["eval"] = self.evaluate()
+                        self._keep_if_best(results["eval"])
+            finally:
+                self.summaries.close()
+        results["stopped"] = self.stop_reason
         return results
 
+    def request_stop(self, reason: str, save: bool = True, exit_status: int = 0) -> None:
+        """Ends training after the current host loop (hooks and signal handlers call this).
+
+        save: write a checkpoint of the current state (False when that state is bad).
+        exit_status: what the command line exits with.
+        """
+        if self.stop_reason is None:
+            self.stop_reason, self._save_on_stop, self.exit_status = reason, save, exit_status
+
     def train(self, evaluate: bool) -> dict:
-        """Trains from the restored step to train_steps; the last training metrics."""
+        """Trains from the restored step to train_steps, or until a stop is requested.
+
+        Returns the last training metrics written to the summaries.
+        """
         start = int(self.global_step.numpy())
         if start >= self.train_steps:
             logging.info("Already trained to step %d of %d.", start, self.train_steps)
@@ -219,24 +269,39 @@ class Experiment:
         # which would delay the final evaluation. main() exits without destroying it.
         self._train_iterator = iterator = iter(
             self.strategy.experimental_distribute_dataset(batches))
+        for hook in self.hooks:
+            hook.begin(self)
         step, last_saved, window_start, window_step = start, None, time.perf_counter(), start
         train_results = {}
-        while step < self.train_steps:
+        while step < self.train_steps and self.stop_reason is None:
             num_steps = self._steps_to_next_boundary(step)
             self.trainer.train(iterator, num_steps)
             step += num_steps
+            loop = {"steps": num_steps,
+                    "nonfinite_steps": int(self.trainer.nonfinite_steps.numpy()),
+                    **self.trainer.train_results(reset=False)}
+            for hook in self.hooks:
+                hook.after_train_loop(self, step, loop)
             if step % self.summary_every == 0 or step == self.train_steps:
-                train_results = self.trainer.train_results()  # reading them waits for the steps
+                train_results = self.trainer.train_results()
                 elapsed = time.perf_counter() - window_start
                 self._write_train_summaries(train_results, step, (step - window_step) / elapsed)
                 window_start, window_step = time.perf_counter(), step
-            if step % self.checkpoint_every == 0:
+            if step % self.checkpoint_every == 0 and self.stop_reason is None:
                 last_saved = self.checkpoints.save(step)
             if evaluate and self.eval_every and step % self.eval_every == 0 \
-                    and step < self.train_steps:
-                self.evaluate()
-        if last_saved is None or not last_saved.endswith(f"-{step}"):
-            self.checkpoints.save(step)
+                    and step < self.train_steps and self.stop_reason is None:
+                self._keep_if_best(self.evaluate())
+        if self.stop_reason is not None and not self._save_on_stop:
+            logging.error("Stopped at step %d: %s. Nothing was saved after the last good "
+                          "checkpoint, %s.", step, self.stop_reason, self.checkpoints.latest)
+        elif last_saved is None or not last_saved.endswith(f"-{step}"):
+            last_saved = self.checkpoints.save(step)
+        if self.stop_reason is not None and self._save_on_stop:
+            logging.warning("Stopped at step %d: %s. Checkpoint %s holds this state; re-run "
+                            "the same command to go on.", step, self.stop_reason, last_saved)
+        for hook in self.hooks:
+            hook.end(self, step)
         return train_results
 
     def _steps_to_next_boundary(self, step: int) -> int:
@@ -258,7 +323,21 @@ class Experiment:
         results = self.trainer.evaluate(self._eval_batches)
         self.summaries.scalars("eval", results, step)
         logging.info("eval at step %d: %s", step, _format(results))
+        for hook in self.hooks:
+            hook.after_eval(self, step, results)
         return results
+
+    def _keep_if_best(self, results: dict) -> None:
+        """Saves the current state to checkpoints/best if `results` beat the best so far."""
+        metric, mode = self.best_checkpoint_metric, self.best_checkpoint_mode
+        if not metric or not results:
+            return
+        if metric not in results:
+            raise UserError(f"Experiment.best_checkpoint_metric = '{metric}' is not an eval "
+                            f"metric; the eval metrics are {', '.join(results)}.")
+        value, best = results[metric], self.checkpoints.best_record()
+        if best is None or (value > best["value"] if mode == "max" else value < best["value"]):
+            self.checkpoints.save_best(int(self.global_step.numpy()), metric, mode, value)
 
     def _write_train_summaries(self, results: dict, step: int, steps_per_second: float):
         scalars = dict(results)
@@ -276,13 +355,29 @@ class Experiment:
         if not self.is_chief:
             return
         config = gin.operative_config_str()
+        path = os.path.join(self.model_dir, "operative_config.gin")
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                changes = config_changes(f.read(), config)
+            if changes:
+                logging.warning("This run's config differs from the one saved in %s:\n%s",
+                                path, changes)
         tf.io.gfile.makedirs(self.model_dir)
-        with tf.io.gfile.GFile(os.path.join(self.model_dir, "operative_config.gin"), "w") as f:
+        with tf.io.gfile.GFile(path, "w") as f:
             f.write(config)
         # Indented, so TensorBoard's markdown shows it as a code block.
         as_markdown = "\n".join("    " + line for line in config.splitlines())
         self.summaries.text("train", "operative_config", as_markdown,
                             int(self.global_step.numpy()))
+
+
+def config_changes(before: str, after: str) -> str:
+    """The bindings that differ between two operative configs, as a unified diff."""
+    def bindings(text):
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    diff = difflib.unified_diff(bindings(before), bindings(after), "saved", "this run",
+                                lineterm="", n=0)
+    return "\n".join(line for line in diff if not line.startswith("@@"))
 
 
 def _format(values: dict) -> str:

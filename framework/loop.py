@@ -14,8 +14,11 @@ class Trainer:
     """Train and eval steps for one model, loss and optimizer under one strategy.
 
     Contract:
-      * `train(iterator, n)` runs n optimizer steps in one host call (an in-graph loop over
-        the distributed iterator) and adds n to `global_step`.
+      * `train(iterator, n)` runs n steps in one host call (an in-graph loop over the
+        distributed iterator) and adds n to `global_step`.
+      * A step whose loss or gradients are not finite on any replica is counted in
+        `nonfinite_steps` (the first in `first_nonfinite_step`); with
+        `skip_nonfinite_steps` its update is not applied, else it is.
       * The training loss is the per-example loss averaged over the *global* batch
         (`tf.nn.compute_average_loss`) plus the model's regularization losses scaled by the
         number of replicas (`tf.nn.scale_regularization_loss`).
@@ -33,13 +36,23 @@ class Trainer:
         global_batch_size: int,
         global_step: tf.Variable,
         clip_gradient_norm: float | None = None,
+        skip_nonfinite_steps: bool = False,
     ):
         self.strategy, self.model, self.loss_fn = strategy, model, loss_fn
         self.optimizer, self.global_batch_size = optimizer, global_batch_size
         self.global_step, self.clip_gradient_norm = global_step, clip_gradient_norm
+        self.skip_nonfinite_steps = skip_nonfinite_steps
         with strategy.scope():
             self.train_metrics = [keras.metrics.Mean(name="loss"), *make_metrics()]
             self.eval_metrics = [keras.metrics.Mean(name="loss"), *make_metrics()]
+            # Steps whose loss or gradients were NaN or Inf, and the first of them (-1:
+            # none). Read at loop boundaries by the NaN guard.
+            self.nonfinite_steps = tf.Variable(
+                0, dtype=tf.int64, trainable=False,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.first_nonfinite_step = tf.Variable(
+                -1, dtype=tf.int64, trainable=False,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self._train_steps = tf.function(self._train_steps_fn)
         self._evaluate = tf.function(self._evaluate_fn)
 
@@ -51,10 +64,35 @@ class Trainer:
 
     def _train_steps_fn(self, iterator, num_steps):
         for _ in tf.range(num_steps):
-            self.strategy.run(self._train_step, args=next(iterator))
-        self.global_step.assign_add(num_steps)
+            features, labels = next(iterator)
+            if self.skip_nonfinite_steps:
+                # The update is decided in cross-replica context: a cond in replica context
+                # cannot hold apply_gradients (it calls merge_call).
+                _, nonfinite, gradients, outputs = self.strategy.run(
+                    self._gradients, args=(features, labels))
+                all_finite = self._all_replicas(nonfinite)
+                if all_finite:
+                    self.strategy.run(self._apply, args=(gradients, labels, outputs))
+            else:
+                nonfinite = self.strategy.run(self._train_step, args=(features, labels))
+                all_finite = self._all_replicas(nonfinite)
+            self.global_step.assign_add(1)
+            if not all_finite:
+                self.nonfinite_steps.assign_add(1)
+                if self.first_nonfinite_step < 0:
+                    self.first_nonfinite_step.assign(self.global_step)
+
+    def _all_replicas(self, nonfinite):
+        """True when no replica saw a non-finite value (`nonfinite` is 0.0 or 1.0 each)."""
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, nonfinite, axis=None) == 0.0
 
     def _train_step(self, features, labels):
+        _, nonfinite, gradients, outputs = self._gradients(features, labels)
+        self._apply(gradients, labels, outputs)
+        return nonfinite
+
+    def _gradients(self, features, labels):
+        """Loss and gradients on this replica's share of the global batch."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
@@ -64,9 +102,17 @@ class Trainer:
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
         gradients = tape.gradient(loss, variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x))
+                                for x in [loss, *gradients] if x is not None])
+        nonfinite = 1.0 - tf.cast(finite, tf.float32)
+        # The per-example losses travel with the outputs, for the loss metric.
+        return loss, nonfinite, gradients, (outputs, per_example_loss)
+
+    def _apply(self, gradients, labels, outputs):
+        outputs, per_example_loss = outputs
         if self.clip_gradient_norm:
             gradients = self._clipped(gradients)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         self.train_metrics[0].update_state(per_example_loss)
         for metric in self.train_metrics[1:]:
             metric.update_state(labels, outputs)
@@ -83,8 +129,11 @@ class Trainer:
         clipped, _ = tf.clip_by_global_norm(summed, self.clip_gradient_norm)
         return [g / context.num_replicas_in_sync for g in clipped]
 
-    def train_results(self) -> dict[str, float]:
-        return _results_and_reset(self.train_metrics)
+    def train_results(self, reset: bool = True) -> dict[str, float]:
+        """Training metrics since the last reset (the mean loss and the task's metrics)."""
+        if reset:
+            return _results_and_reset(self.train_metrics)
+        return {metric.name: float(metric.result()) for metric in self.train_metrics}
 
     # -- evaluation -------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 
 import datetime
 import os
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -27,6 +28,9 @@ MODE = flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_
 LIST_PLUGINS = flags.DEFINE_bool(
     "list_plugins", False, "Print every registered plugin with its parameters and exit.")
 VERBOSE = flags.DEFINE_bool("verbose", False, "Show Python tracebacks for errors.")
+CHECKPOINT = flags.DEFINE_enum(
+    "checkpoint", "latest", ["latest", "best"],
+    "With --mode=eval: evaluate the latest checkpoint or the best one (checkpoints/best).")
 
 
 def fresh_model_dir(gin_files: list[str]) -> str:
@@ -37,6 +41,20 @@ def fresh_model_dir(gin_files: list[str]) -> str:
     while os.path.exists(path):
         path, suffix = f"{base}-{suffix}", suffix + 1
     return path
+
+
+def stop_on_signals(experiment: Experiment) -> None:
+    """SIGTERM (preemption) and Ctrl-C end the run cleanly after the current host loop,
+    with a checkpoint; a second Ctrl-C leaves at once."""
+    def handle(signum, frame):
+        del frame
+        name = signal.Signals(signum).name
+        if experiment.stop_reason is not None and signum == signal.SIGINT:
+            print(f"{name} again: leaving now, without a checkpoint.", file=sys.stderr)
+            os._exit(128 + signum)  # pylint: disable=protected-access
+        experiment.request_stop(f"received {name}", exit_status=128 + signum)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handle)
 
 
 def run(argv) -> Experiment | None:
@@ -58,7 +76,8 @@ def run(argv) -> Experiment | None:
         experiment = Experiment()
     except (ValueError, TypeError) as error:
         raise UserError(config.explain(error)) from error
-    results = experiment.run(model_dir, MODE.value)
+    stop_on_signals(experiment)
+    results = experiment.run(model_dir, MODE.value, CHECKPOINT.value)
     for name, value in results["eval"].items():
         print(f"final eval {name}: {value:.4f} (step {results['step']})")
     print(f"Watch this run with: tensorboard --logdir {model_dir}")
@@ -70,7 +89,8 @@ def main(argv):
     try:
         # Held until the process ends: releasing a trained Experiment can block for tens
         # of seconds inside tf.data's iterator destructor (seen after 5 epochs of the CNN).
-        experiment = run(argv)  # pylint: disable=unused-variable
+        experiment = run(argv)
+        status = experiment.exit_status if experiment else 0
     except UserError as error:
         if VERBOSE.value:
             raise
