@@ -17,9 +17,10 @@ from framework.errors import UserError
 BEST_SUBDIR = "best"
 BEST_RECORD = "best_metric.json"
 
-# What restoring a damaged checkpoint raises (as opposed to a checkpoint of another model).
+# What restoring a damaged checkpoint raises (as opposed to a checkpoint of another model);
+# a truncated data file gives the reader's IndexError "Read less bytes than requested".
 _DAMAGED = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError,
-            tf.errors.InternalError, tf.errors.UnknownError)
+            tf.errors.InternalError, tf.errors.UnknownError, IndexError)
 
 
 class Checkpoints:
@@ -39,6 +40,11 @@ class Checkpoints:
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self._max_to_keep = max_to_keep
         self._managers: dict[str, tf.train.CheckpointManager] = {}  # made on first save
+
+    @property
+    def latest(self) -> str | None:
+        """The newest checkpoint saved (by this run or an earlier one), if any."""
+        return tf.train.latest_checkpoint(self._save_dir)
 
     # -- restoring ----------------------------------------------------------------------
 

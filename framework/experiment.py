@@ -158,7 +158,11 @@ class Experiment:
             value = registry.build(self.plugins[kind], *context)
         except (ValueError, TypeError) as error:
             if kind != "model":
-                raise
+                raise UserError(
+                    f"Building the {kind} {self._plugin_name(kind)} failed: "
+                    f"{_first_line(error)} Fix its gin parameters (`python -m framework.main "
+                    "--list_plugins` shows them with their defaults)."
+                ) from error
             # Keras checks shapes while a model is assembled: a model that cannot take the
             # data's features usually fails here, before any data flows.
             raise UserError(
@@ -225,8 +229,10 @@ class Experiment:
         if mode == "eval" and self.restored_from is None:
             raise UserError(f"--mode=eval needs a checkpoint, and {model_dir} has "
                             f"no {checkpoint} one. Train first (--mode=train_and_eval).")
-        # Training holds model_dir; evaluating a run that is still training is allowed.
-        with contextlib.nullcontext() if mode == "eval" else ModelDirLock(model_dir):
+        # A training run holds model_dir (through its chief, the only worker writing there);
+        # evaluating a run that is still training is allowed.
+        holds_model_dir = mode != "eval" and self.is_chief
+        with ModelDirLock(model_dir) if holds_model_dir else contextlib.nullcontext():
             try:
                 if mode == "eval":
                     results["eval"] = self.evaluate()

@@ -7,6 +7,7 @@
 
 import datetime
 import os
+import re
 import signal
 import sys
 
@@ -94,7 +95,10 @@ def main(argv):
     except UserError as error:
         if VERBOSE.value:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        # gin appends "In call to configurable ..." to errors raised inside configurables:
+        # noise to the user, whose message already names the parameter.
+        message = re.sub(r"\n\s*In call to configurable .*", "", str(error))
+        print(f"error: {message}", file=sys.stderr)
         status = 2
     # Everything that must outlive the process (checkpoints, flushed summaries) is on disk
     # now; leave without TensorFlow's slow teardown of datasets, iterators and models

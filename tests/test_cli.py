@@ -90,6 +90,10 @@ def existing_run(tmp_path_factory):
                   "--gin_bindings=Experiment.loss = @losses.mean_squared_error"],
      r"The loss cannot compare model 'linear' outputs of shape \(28, 28, 10\)"),
     (SYNTHETIC + ["--mode=sideways"], r"mode"),
+    (SYNTHETIC + ["--gin_bindings=optimizers.adam.learning_rate = 'fast'"],
+     r"Building the optimizer 'adam' failed: .*Fix its gin parameters"),
+    (SYNTHETIC + ["--gin_bindings=Experiment.batch_size = 'many'"],
+     r"Experiment.batch_size must be a positive integer, got 'many'"),
 ])
 def test_bad_input_is_one_clear_message(existing_run, args, expected):
     stderr = bad_start(existing_run, *args)

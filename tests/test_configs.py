@@ -1,0 +1,19 @@
+"""Every shipped gin config parses and configures an Experiment."""
+
+import gin
+import pytest
+
+from framework.experiment import Experiment
+from helpers import REPO
+
+CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / "gin").glob("*.gin"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_config_parses(config, monkeypatch):
+    monkeypatch.chdir(REPO)  # configs include each other by repo-relative paths
+    gin.parse_config_file(str(config))
+    if config.name in ("base.gin", "classification.gin"):
+        return  # shared settings only: no dataset or model of their own
+    experiment = Experiment()
+    assert experiment.train_steps >= 1 and experiment.plugins["model"] is not None

@@ -1,0 +1,117 @@
+"""Built-in hooks: early stopping, the NaN guard, the progress line."""
+
+import logging
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from framework.data import Dataset, DatasetInfo
+from framework.experiment import Experiment
+from framework.registry import register
+from test_experiment import SYNTHETIC_MLP
+
+
+def run(model_dir, extra):
+    gin.clear_config()
+    gin.parse_config(SYNTHETIC_MLP + extra)
+    experiment = Experiment()
+    return experiment, experiment.run(str(model_dir))
+
+
+def test_stop_when_training_loss_falls_below_a_threshold(tmp_path):
+    _, results = run(tmp_path, """
+        Experiment.train_steps = 1000
+        Experiment.hooks = [@hooks.early_stopping()]
+        hooks.early_stopping.source = 'train'
+        hooks.early_stopping.metric = 'loss'
+        hooks.early_stopping.threshold = 0.4
+    """)
+    assert "train loss" in results["stopped"] and "crossed the threshold 0.4" in results["stopped"]
+    assert results["step"] < 1000
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith(
+        f"ckpt-{results['step']}")
+
+
+def test_stop_when_accuracy_rises_above_a_threshold(tmp_path):
+    _, results = run(tmp_path, """
+        Experiment.train_steps = 1000
+        Experiment.hooks = [@hooks.early_stopping()]
+        hooks.early_stopping.source = 'train'
+        hooks.early_stopping.metric = 'accuracy'
+        hooks.early_stopping.mode = 'max'
+        hooks.early_stopping.threshold = 0.999
+    """)
+    assert "accuracy" in results["stopped"] and results["step"] < 1000
+    assert results["eval"]["accuracy"] > 0.95
+
+
+def test_stop_when_eval_loss_stops_improving(tmp_path):
+    # A learning rate of 0 leaves the loss where it was: no evaluation improves on the first.
+    _, results = run(tmp_path, """
+        Experiment.train_steps = 1000
+        Experiment.eval_every = 10
+        optimizers.adam.learning_rate = 0.0
+        Experiment.hooks = [@hooks.early_stopping()]
+        hooks.early_stopping.patience = 3
+    """)
+    assert "has not improved" in results["stopped"]
+    assert results["step"] == 40  # first eval at 10 sets the best; 20, 30, 40 do not beat it
+
+
+@register.dataset
+def poisoned_synthetic(poisoned_index=100):
+    """Test data: the synthetic set with one example whose features are NaN."""
+    clean = registry_build_synthetic()
+    features, labels = next(iter(clean.train.batch(10_000)))
+    features = features.numpy()
+    features[poisoned_index] = np.nan
+    return Dataset(tf.data.Dataset.from_tensor_slices((features, labels)), clean.eval,
+                   DatasetInfo(**{**clean.info.__dict__, "name": "poisoned_synthetic"}))
+
+
+def registry_build_synthetic():
+    from framework import registry  # pylint: disable=import-outside-toplevel
+    return registry.build(registry.find("datasets.synthetic").configurable)
+
+
+def test_nan_guard_stops_naming_the_step_and_saves_nothing(tmp_path):
+    experiment, results = run(tmp_path, """
+        Experiment.dataset = @datasets.poisoned_synthetic
+        Experiment.checkpoint_every = 5
+        Experiment.hooks = [@hooks.nan_guard()]
+    """)
+    first = int(experiment.trainer.first_nonfinite_step.numpy())
+    assert 1 <= first <= 8  # the poisoned example is in one of the first epoch's 8 batches
+    assert f"NaN or Inf at step {first}" in results["stopped"]
+    assert experiment.exit_status == 3 and results["eval"] == {}
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    saved_step = int(latest.split("-")[-1]) if latest else 0
+    assert saved_step < first  # nothing after the bad step was saved
+    assert (latest or "None") in results["stopped"]
+
+
+def test_nan_guard_skip_drops_bad_steps_and_counts_them(tmp_path):
+    experiment, results = run(tmp_path, """
+        Experiment.dataset = @datasets.poisoned_synthetic
+        Experiment.hooks = [@hooks.nan_guard()]
+        hooks.nan_guard.action = 'skip'
+    """)
+    # 60 steps of 8 batches an epoch: 7.5 epochs, so the poisoned batch came 7 or 8 times.
+    assert int(experiment.trainer.nonfinite_steps.numpy()) in (7, 8)
+    assert results["stopped"] is None and results["step"] == 60
+    assert all(np.isfinite(w.numpy()).all() for w in experiment.model.weights)
+    assert results["eval"]["accuracy"] > 0.9
+
+
+def test_progress_line(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        run(tmp_path, "Experiment.hooks = [@hooks.progress()]\n"
+                      "hooks.progress.every_seconds = 0")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress")]
+    assert lines[-1].startswith("progress: step 60/60 (100%), loss ")
+    assert "steps/s, ETA 0:00:00" in lines[-1]
+    # every host loop: 7 steps at most, cut at the summaries (20, 40) and the eval (30)
+    assert [int(line.split()[2].split("/")[0]) for line in lines] == [
+        7, 14, 20, 27, 30, 37, 40, 47, 54, 60]
