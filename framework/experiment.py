@@ -150,7 +150,13 @@ class Experiment:
             # model's checkpointed variables; without it a resumed run draws other masks.
             rng=[generator.state for layer in self.model._flatten_layers()  # pylint: disable=protected-access
                  for generator in getattr(layer, "_seed_generators", [])])
-        self.restored_from = self.checkpoints.restore(checkpoint)
+        try:
+            self.restored_from = self.checkpoints.restore(checkpoint)
+        except UserError as error:
+            changes = self._config_changes()
+            if not changes:
+                raise
+            raise UserError(f"{error}\nThe config changed since that run:\n{changes}") from error
         self.summaries = Summaries(model_dir, enabled=self.is_chief)
 
     def _built(self, kind, expected_type, *context):
@@ -356,18 +362,24 @@ class Experiment:
         self.summaries.scalars("train", scalars, step)
         logging.info("step %d/%d: %s", step, self.train_steps, _format(scalars))
 
+    def _config_changes(self) -> str:
+        """How this run's operative config differs from the one saved in model_dir."""
+        path = os.path.join(self.model_dir, "operative_config.gin")
+        if not tf.io.gfile.exists(path):
+            return ""
+        with tf.io.gfile.GFile(path) as f:
+            return config_changes(f.read(), gin.operative_config_str())
+
     def _write_config(self) -> None:
         """operative_config.gin beside the results, and as a text summary (chief only)."""
         if not self.is_chief:
             return
         config = gin.operative_config_str()
         path = os.path.join(self.model_dir, "operative_config.gin")
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as f:
-                changes = config_changes(f.read(), config)
-            if changes:
-                logging.warning("This run's config differs from the one saved in %s:\n%s",
-                                path, changes)
+        changes = self._config_changes()
+        if changes:
+            logging.warning("This run's config differs from the one saved in %s:\n%s",
+                            path, changes)
         tf.io.gfile.makedirs(self.model_dir)
         with tf.io.gfile.GFile(path, "w") as f:
             f.write(config)

@@ -75,3 +75,16 @@ def test_config_changes_lists_only_bindings():
     assert config_changes(before, before) == ""
     assert config_changes(before, before.replace("x.b = 2", "x.b = 3")).splitlines()[2:] == [
         "-x.b = 2", "+x.b = 3"]
+
+
+def test_checkpoint_files_written_without_the_state_update_are_ignored(tmp_path, caplog):
+    # A process killed while saving leaves data and index files that the manager's
+    # `checkpoint` state file does not list yet: the run goes on from the listed one.
+    run(tmp_path, "Experiment.train_steps = 30")
+    checkpoints = tmp_path / "checkpoints"
+    for part in checkpoints.glob("ckpt-30.*"):
+        (checkpoints / part.name.replace("ckpt-30", "ckpt-45")).write_bytes(
+            part.read_bytes()[:100])
+    with caplog.at_level(logging.INFO):
+        results = run(tmp_path, "Experiment.train_steps = 60")
+    assert "Training from step 30 to 60" in caplog.text and results["step"] == 60

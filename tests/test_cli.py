@@ -103,6 +103,8 @@ def test_bad_input_is_one_clear_message(existing_run, args, expected):
 def test_checkpoint_of_another_model_is_refused(existing_run):
     stderr = bad_start(existing_run, *SYNTHETIC, "--gin_bindings=models.cnn.filters = 5")
     assert "does not fit this experiment's model" in stderr
+    assert "The config changed since that run:" in stderr
+    assert "-cnn.filters = 4" in stderr and "+cnn.filters = 5" in stderr
 
 
 def test_verbose_shows_the_traceback(existing_run):
