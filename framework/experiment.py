@@ -131,19 +131,23 @@ class Experiment:
         self.loss_fn = registry.build(self.plugins["loss"])
         self._check_model_fits_data()
         make_metrics = self.metrics or (lambda: default_metrics(self.info))
-        with registry.building():
-            self.hooks = [registry.build(hook) for hook in self.hook_plugins]
+        self.hooks = [registry.build(hook) for hook in self.hook_plugins]
         self.trainer = Trainer(
             self.strategy, self.model, self.loss_fn, self.optimizer, make_metrics,
             self.batch_size, self.global_step, self.clip_gradient_norm,
             skip_nonfinite_steps=any(getattr(h, "skips_nonfinite_steps", False)
                                      for h in self.hooks))
         self.model_dir = model_dir
+        self.is_chief = self.strategy.extended.should_checkpoint
+        self.restored_from = self._restore(checkpoint)
+        self.summaries = Summaries(model_dir, enabled=self.is_chief)
+
+    def _restore(self, checkpoint: str) -> str | None:
+        """Sets up checkpointing and restores `checkpoint` ('latest' or 'best'), if any."""
         # Every worker of a multi-worker run restores from model_dir and takes part in
         # saving, but only the chief writes there; the others save into a scratch folder.
-        self.is_chief = self.strategy.extended.should_checkpoint
         self.checkpoints = Checkpoints(
-            model_dir, self.max_checkpoints_to_keep,
+            self.model_dir, self.max_checkpoints_to_keep,
             save_dir=None if self.is_chief else tempfile.mkdtemp(prefix="worker-checkpoints-"),
             model=self.model, optimizer=self.optimizer, global_step=self.global_step,
             # Keras keeps layers' random state (Dropout's seed generators) outside the
@@ -151,13 +155,12 @@ class Experiment:
             rng=[generator.state for layer in self.model._flatten_layers()  # pylint: disable=protected-access
                  for generator in getattr(layer, "_seed_generators", [])])
         try:
-            self.restored_from = self.checkpoints.restore(checkpoint)
+            return self.checkpoints.restore(checkpoint)
         except UserError as error:
             changes = self._config_changes()
             if not changes:
                 raise
             raise UserError(f"{error}\nThe config changed since that run:\n{changes}") from error
-        self.summaries = Summaries(model_dir, enabled=self.is_chief)
 
     def _built(self, kind, expected_type, *context):
         try:

@@ -68,7 +68,7 @@ class Trainer:
             if self.skip_nonfinite_steps:
                 # The update is decided in cross-replica context: a cond in replica context
                 # cannot hold apply_gradients (it calls merge_call).
-                _, nonfinite, gradients, outputs = self.strategy.run(
+                nonfinite, gradients, outputs = self.strategy.run(
                     self._gradients, args=(features, labels))
                 all_finite = self._all_replicas(nonfinite)
                 if all_finite:
@@ -87,12 +87,13 @@ class Trainer:
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, nonfinite, axis=None) == 0.0
 
     def _train_step(self, features, labels):
-        _, nonfinite, gradients, outputs = self._gradients(features, labels)
+        nonfinite, gradients, outputs = self._gradients(features, labels)
         self._apply(gradients, labels, outputs)
         return nonfinite
 
     def _gradients(self, features, labels):
-        """Loss and gradients on this replica's share of the global batch."""
+        """Gradients on this replica's share of the global batch, whether the loss or any
+        gradient is not finite (1.0) or is (0.0), and what the metrics need."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
@@ -106,7 +107,7 @@ class Trainer:
                                 for x in [loss, *gradients] if x is not None])
         nonfinite = 1.0 - tf.cast(finite, tf.float32)
         # The per-example losses travel with the outputs, for the loss metric.
-        return loss, nonfinite, gradients, (outputs, per_example_loss)
+        return nonfinite, gradients, (outputs, per_example_loss)
 
     def _apply(self, gradients, labels, outputs):
         outputs, per_example_loss = outputs
