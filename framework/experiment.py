@@ -278,7 +278,8 @@ class Experiment:
                      f" (resumed from {self.restored_from})" if self.restored_from else "")
         self._write_config()
         batches = training_batches(self.dataset.train, self.batch_size, self.seed, start,
-                                   self.shuffle_buffer, num_steps=self.train_steps - start)
+                                   self.shuffle_buffer, num_steps=self.train_steps - start,
+                                   augment=self.dataset.augment)
         # Kept on the Experiment: destroying this iterator after a long run can block for
         # 20-40 s inside tf.data's iterator destructor (seen after 5 epochs of the CNN),
         # which would delay the final evaluation. main() exits without destroying it.
