@@ -1,0 +1,64 @@
+"""InceptionV3 as a feature extractor with a small trainable head (transfer learning)."""
+
+import os
+
+import keras
+
+from framework.errors import UserError
+from framework.registry import register
+
+NO_TOP_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+NO_TOP_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
+                      "inception_v3/" + NO_TOP_WEIGHTS_FILE)
+MODES = ("scratch", "frozen")
+
+
+@register.model
+def inception_v3(info, mode="frozen", weights="imagenet", dropout=0.2, hidden_units=0):
+    """InceptionV3 (no top, average-pooled) on [0, 1] images, then a small head.
+
+    mode: 'frozen' (the backbone does not train and always runs in inference mode, so its
+    BatchNorm statistics stay fixed; only the head trains) or 'scratch' (random
+    initialisation, everything trains). weights: 'imagenet' (Keras downloads and caches them
+    when online), a path to a weights file, or None.
+    """
+    if mode not in MODES:
+        raise UserError(f"inception_v3.mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    backbone = _backbone(info.input_shape, None if mode == "scratch" else weights)
+    inputs = keras.Input(info.input_shape)
+    features = keras.layers.Rescaling(2.0, offset=-1.0, name="to_inception_range")(inputs)
+    if mode == "frozen":
+        backbone.trainable = False
+        features = backbone(features, training=False)
+    else:
+        features = backbone(features)
+    if dropout:
+        features = keras.layers.Dropout(dropout)(features)
+    if hidden_units:
+        features = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(features)
+    outputs = keras.layers.Dense(info.num_outputs, name="logits")(features)
+    return keras.Model(inputs, outputs, name=f"inception_v3_{mode}")
+
+
+def _backbone(input_shape, weights) -> keras.Model:
+    """The backbone with the requested weights; one clear error when they cannot be had."""
+    build = lambda w: keras.applications.InceptionV3(  # noqa: E731
+        include_top=False, weights=w, pooling="avg", input_shape=input_shape)
+    if weights is None:
+        return build(None)
+    if weights != "imagenet":
+        if not os.path.isfile(weights):
+            raise UserError(f"inception_v3.weights = '{weights}': no such file. Give the path "
+                            f"of a weights file such as {NO_TOP_WEIGHTS_FILE}, 'imagenet', or None.")
+        backbone = build(None)
+        backbone.load_weights(weights)
+        return backbone
+    try:
+        return build("imagenet")
+    except Exception as error:  # pylint: disable=broad-except  (Keras raises a bare Exception)
+        raise UserError(
+            f"Could not get InceptionV3's ImageNet weights ({str(error).splitlines()[0]}). "
+            f"Offline? Download {NO_TOP_WEIGHTS_URL} once, copy it to this machine and set "
+            f"inception_v3.weights = '/path/to/{NO_TOP_WEIGHTS_FILE}' (a path, so that Keras "
+            "does not try to download it again), or use inception_v3.weights = None."
+        ) from error
