@@ -23,6 +23,7 @@ from framework.data import Dataset, evaluation_batches, training_batches
 from framework.errors import UserError
 from framework.loop import Trainer
 from framework.model_dir_lock import ModelDirLock
+from framework.optimization import optimizer_groups
 from framework.metrics import default_metrics
 from framework.summaries import Summaries
 
@@ -56,6 +57,10 @@ class Experiment:
       best_checkpoint_metric: an eval metric (e.g. 'accuracy'); after each evaluation that
         improves it, a checkpoint is kept in checkpoints/best with the value beside it.
       best_checkpoint_mode: 'max' or 'min': which direction improves that metric.
+      init_checkpoint: a checkpoint (or a checkpoints folder: its latest) of another run
+        whose model weights start this run, when model_dir has no checkpoint of its own
+        (fine-tuning from a frozen-backbone run). Only the model is taken, matched by the
+        model's structure; the optimizer and step start afresh.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class Experiment:
         hooks=(),
         best_checkpoint_metric=None,
         best_checkpoint_mode="max",
+        init_checkpoint=None,
     ):
         for name, value in [("batch_size", batch_size), ("train_steps", train_steps),
                             ("steps_per_loop", steps_per_loop), ("summary_every", summary_every),
@@ -103,6 +109,7 @@ class Experiment:
         self.hook_plugins = list(hooks or ())
         self.best_checkpoint_metric = best_checkpoint_metric
         self.best_checkpoint_mode = best_checkpoint_mode
+        self.init_checkpoint = init_checkpoint
         self.stop_reason, self.exit_status = None, 0
 
     # -- building -------------------------------------------------------------------
@@ -124,7 +131,8 @@ class Experiment:
             self.optimizer = self._built("optimizer", keras.optimizers.Optimizer)
             # Keras 3 creates optimizer slots lazily; they must exist inside the scope
             # before the first traced step and before a restore, or restoring skips them.
-            self.optimizer.build(self.model.trainable_variables)
+            # (optimizer_groups builds them; copies serve learning-rate multipliers.)
+            self.optimizer_groups = optimizer_groups(self.model, self.optimizer)
             self.global_step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -133,7 +141,7 @@ class Experiment:
         make_metrics = self.metrics or (lambda: default_metrics(self.info))
         self.hooks = [registry.build(hook) for hook in self.hook_plugins]
         self.trainer = Trainer(
-            self.strategy, self.model, self.loss_fn, self.optimizer, make_metrics,
+            self.strategy, self.model, self.loss_fn, self.optimizer_groups, make_metrics,
             self.batch_size, self.global_step, self.clip_gradient_norm,
             skip_nonfinite_steps=any(getattr(h, "skips_nonfinite_steps", False)
                                      for h in self.hooks))
@@ -150,17 +158,36 @@ class Experiment:
             self.model_dir, self.max_checkpoints_to_keep,
             save_dir=None if self.is_chief else tempfile.mkdtemp(prefix="worker-checkpoints-"),
             model=self.model, optimizer=self.optimizer, global_step=self.global_step,
+            **({"scaled_optimizers": [group[0] for group in self.optimizer_groups[1:]]}
+               if len(self.optimizer_groups) > 1 else {}),
             # Keras keeps layers' random state (Dropout's seed generators) outside the
             # model's checkpointed variables; without it a resumed run draws other masks.
             rng=[generator.state for layer in self.model._flatten_layers()  # pylint: disable=protected-access
                  for generator in getattr(layer, "_seed_generators", [])])
         try:
-            return self.checkpoints.restore(checkpoint)
+            restored = self.checkpoints.restore(checkpoint)
         except UserError as error:
             changes = self._config_changes()
             if not changes:
                 raise
             raise UserError(f"{error}\nThe config changed since that run:\n{changes}") from error
+        if restored is None and self.init_checkpoint:
+            self._initialize_model_from(self.init_checkpoint)
+        return restored
+
+    def _initialize_model_from(self, path: str) -> None:
+        if tf.io.gfile.isdir(path):
+            path = tf.train.latest_checkpoint(path) or path
+        try:
+            tf.train.Checkpoint(model=self.model).restore(path) \
+                .assert_existing_objects_matched().expect_partial()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            raise UserError(
+                f"Experiment.init_checkpoint = '{path}' cannot initialise this model "
+                f"({_first_line(error)}). It must be a checkpoint (or a folder of them) of a "
+                "run with the same model structure."
+            ) from error
+        logging.info("Model weights initialised from %s", path)
 
     def _built(self, kind, expected_type, *context):
         try:

@@ -19,6 +19,8 @@ class Trainer:
       * A step whose loss or gradients are not finite on any replica is counted in
         `nonfinite_steps` (the first in `first_nonfinite_step`); with
         `skip_nonfinite_steps` its update is not applied, else it is.
+      * `optimizer_groups` ([(optimizer, indices into model.trainable_variables)], see
+        framework.optimization) apply the gradients, each to its own variables.
       * The training loss is the per-example loss averaged over the *global* batch
         (`tf.nn.compute_average_loss`) plus the model's regularization losses scaled by the
         number of replicas (`tf.nn.scale_regularization_loss`).
@@ -31,7 +33,7 @@ class Trainer:
         strategy: tf.distribute.Strategy,
         model: keras.Model,
         loss_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
-        optimizer: keras.optimizers.Optimizer,
+        optimizer_groups: list[tuple[keras.optimizers.Optimizer, list[int]]],
         make_metrics: Callable[[], list[keras.metrics.Metric]],
         global_batch_size: int,
         global_step: tf.Variable,
@@ -39,7 +41,7 @@ class Trainer:
         skip_nonfinite_steps: bool = False,
     ):
         self.strategy, self.model, self.loss_fn = strategy, model, loss_fn
-        self.optimizer, self.global_batch_size = optimizer, global_batch_size
+        self.optimizer_groups, self.global_batch_size = optimizer_groups, global_batch_size
         self.global_step, self.clip_gradient_norm = global_step, clip_gradient_norm
         self.skip_nonfinite_steps = skip_nonfinite_steps
         with strategy.scope():
@@ -113,7 +115,9 @@ class Trainer:
         outputs, per_example_loss = outputs
         if self.clip_gradient_norm:
             gradients = self._clipped(gradients)
-        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        variables = self.model.trainable_variables
+        for optimizer, indices in self.optimizer_groups:
+            optimizer.apply_gradients([(gradients[i], variables[i]) for i in indices])
         self.train_metrics[0].update_state(per_example_loss)
         for metric in self.train_metrics[1:]:
             metric.update_state(labels, outputs)

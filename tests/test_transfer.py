@@ -1,12 +1,16 @@
-"""Transfer learning with InceptionV3: frozen backbone, weights from a file, clear errors."""
+"""Transfer learning with InceptionV3: frozen backbone, fine-tuning, weights, clear errors."""
+
+import textwrap
 
 import gin
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from framework import registry
 from framework.data import DatasetInfo
+from framework.data import training_batches
 from framework.errors import UserError
 from framework.experiment import Experiment
 from helpers import REPO
@@ -21,20 +25,11 @@ def backbone_of(model):
 
 
 def test_frozen_backbone_does_not_change_while_the_head_learns(tmp_path):
-    for seed, (name, colour) in enumerate(COLOURS.items()):
-        write_images(tmp_path / "images" / name, colour, 12, seed)
-    gin.parse_config(f"""
-        include '{REPO}/gin/transfer_inception.gin'
-        image_folder.directory = '{tmp_path / "images"}'
-        image_folder.image_size = (75, 75)
-        inception_v3.weights = None
+    experiment = transfer_experiment(tmp_path, """
         optimizers.rmsprop.learning_rate = 1e-3
-        Experiment.batch_size = 8
         Experiment.train_steps = 6
         Experiment.steps_per_loop = 3
-        Experiment.eval_every = None
     """)
-    experiment = Experiment()
     experiment.build(str(tmp_path / "run"))
     backbone = backbone_of(experiment.model)
     assert not backbone.trainable and experiment.model.trainable_variables
@@ -90,3 +85,72 @@ def test_offline_imagenet_says_where_to_put_the_file(monkeypatch):
 def test_unknown_mode_is_a_clear_error():
     with registry.building(), pytest.raises(UserError, match="inception_v3.mode must be"):
         inception.inception_v3(INFO, mode="thawed", weights=None)
+
+
+def transfer_experiment(tmp_path, extra="", config="transfer_inception.gin"):
+    if not (tmp_path / "images").exists():
+        for seed, (name, colour) in enumerate(COLOURS.items()):
+            write_images(tmp_path / "images" / name, colour, 12, seed)
+    gin.clear_config()
+    gin.parse_config(textwrap.dedent(f"""
+        include '{REPO}/gin/{config}'
+        image_folder.directory = '{tmp_path / "images"}'
+        image_folder.image_size = (75, 75)
+        inception_v3.weights = None
+        inception_v3.dropout = 0.0
+        Experiment.batch_size = 8
+        Experiment.steps_per_loop = 1
+        Experiment.eval_every = None
+    """) + textwrap.dedent(extra))
+    return Experiment()
+
+
+def test_fine_tune_trains_exactly_the_top_blocks_at_the_multiplied_rate(tmp_path):
+    experiment = transfer_experiment(tmp_path, """
+        inception_v3.mode = 'fine_tune'
+        inception_v3.fine_tune_blocks = 1
+        inception_v3.fine_tune_learning_rate_multiplier = 0.1
+        Experiment.optimizer = @optimizers.sgd
+        optimizers.sgd.learning_rate = 1.0
+    """)
+    experiment.build(str(tmp_path / "run"))
+    backbone = backbone_of(experiment.model)
+    top_block = backbone.layers[backbone.layers.index(backbone.get_layer("mixed9")) + 1:]
+    expected_trainable = {v.path for layer in top_block for v in layer.weights
+                          if not isinstance(layer, keras.layers.BatchNormalization)}
+    trainable = {v.path for v in backbone.trainable_variables}
+    assert trainable == expected_trainable and trainable
+    # One SGD step: head variables move by -1.0 * gradient, top-block ones by -0.1 * gradient;
+    # everything else, BatchNorm statistics included, stays as it was.
+    features, labels = next(iter(training_batches(experiment.dataset.train, 8, experiment.seed)))
+    variables = experiment.model.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(experiment.loss_fn(labels, experiment.model(features, training=True)))
+    gradients = tape.gradient(loss, variables)
+    before = [v.numpy() for v in variables]
+    frozen_before = {v.path: v.numpy() for v in backbone.non_trainable_weights}
+    experiment.trainer.train(iter(experiment.strategy.experimental_distribute_dataset(
+        training_batches(experiment.dataset.train, 8, experiment.seed))), 1)
+    for variable, old, gradient in zip(variables, before, gradients):
+        rate = 0.1 if variable.path in trainable else 1.0
+        np.testing.assert_allclose(variable.numpy(), old - rate * gradient.numpy(),
+                                   rtol=1e-4, atol=1e-6, err_msg=variable.path)
+    for variable in backbone.non_trainable_weights:
+        np.testing.assert_array_equal(variable.numpy(), frozen_before[variable.path],
+                                      err_msg=variable.path)
+
+
+def test_fine_tune_starts_from_the_frozen_runs_weights(tmp_path):
+    frozen = transfer_experiment(tmp_path, "Experiment.train_steps = 3")
+    frozen.run(str(tmp_path / "frozen"))
+    trained = [v.numpy() for v in frozen.model.weights]
+    fine_tune = transfer_experiment(tmp_path, f"""
+        Experiment.init_checkpoint = '{tmp_path / "frozen" / "checkpoints"}'
+    """, config="fine_tune_inception.gin")
+    fine_tune.build(str(tmp_path / "fine_tune"))
+    assert fine_tune.restored_from is None and fine_tune.model.name == "inception_v3_fine_tune"
+    # Matched by the model's structure: Keras's automatic layer names differ between the
+    # two models (conv2d_94 here, conv2d_188 there), the checkpoint's object graph does not.
+    assert len(fine_tune.model.weights) == len(trained)
+    for variable, value in zip(fine_tune.model.weights, trained):
+        np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)

@@ -10,15 +10,19 @@ from framework.registry import register
 NO_TOP_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 NO_TOP_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
                       "inception_v3/" + NO_TOP_WEIGHTS_FILE)
-MODES = ("scratch", "frozen")
+MODES = ("scratch", "frozen", "fine_tune")
+BLOCKS = 11  # InceptionV3's mixed0 ... mixed10
 
 
 @register.model
-def inception_v3(info, mode="frozen", weights="imagenet", dropout=0.2, hidden_units=0):
+def inception_v3(info, mode="frozen", weights="imagenet", dropout=0.2, hidden_units=0,
+                 fine_tune_blocks=2, fine_tune_learning_rate_multiplier=0.1):
     """InceptionV3 (no top, average-pooled) on [0, 1] images, then a small head.
 
     mode: 'frozen' (the backbone does not train and always runs in inference mode, so its
-    BatchNorm statistics stay fixed; only the head trains) or 'scratch' (random
+    BatchNorm statistics stay fixed; only the head trains), 'fine_tune' (the top
+    fine_tune_blocks inception blocks train too, at fine_tune_learning_rate_multiplier
+    times the head's rate; their BatchNorm layers stay frozen) or 'scratch' (random
     initialisation, everything trains). weights: 'imagenet' (Keras downloads and caches them
     when online), a path to a weights file, or None.
     """
@@ -27,17 +31,38 @@ def inception_v3(info, mode="frozen", weights="imagenet", dropout=0.2, hidden_un
     backbone = _backbone(info.input_shape, None if mode == "scratch" else weights)
     inputs = keras.Input(info.input_shape)
     features = keras.layers.Rescaling(2.0, offset=-1.0, name="to_inception_range")(inputs)
-    if mode == "frozen":
-        backbone.trainable = False
-        features = backbone(features, training=False)
-    else:
+    if mode == "scratch":
         features = backbone(features)
+    else:
+        _freeze_below_top_blocks(backbone, fine_tune_blocks if mode == "fine_tune" else 0)
+        features = backbone(features, training=False)
     if dropout:
         features = keras.layers.Dropout(dropout)(features)
     if hidden_units:
         features = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(features)
     outputs = keras.layers.Dense(info.num_outputs, name="logits")(features)
-    return keras.Model(inputs, outputs, name=f"inception_v3_{mode}")
+    model = keras.Model(inputs, outputs, name=f"inception_v3_{mode}")
+    if mode == "fine_tune":
+        model.learning_rate_multipliers = {
+            v.path: fine_tune_learning_rate_multiplier for v in backbone.trainable_variables}
+    return model
+
+
+def _freeze_below_top_blocks(backbone: keras.Model, top_blocks: int) -> None:
+    """Makes only the layers after block mixed{10 - top_blocks} trainable (none for 0)."""
+    if not 0 <= top_blocks <= BLOCKS:
+        raise UserError(f"inception_v3.fine_tune_blocks must be 0 to {BLOCKS}, got {top_blocks}.")
+    if top_blocks == 0:
+        backbone.trainable = False
+        return
+    last_frozen = backbone.layers.index(backbone.get_layer(f"mixed{BLOCKS - 1 - top_blocks}")) \
+        if top_blocks < BLOCKS else -1
+    for index, layer in enumerate(backbone.layers):
+        # BatchNorm layers stay frozen even in the top blocks: a trainable Keras 3 BatchNorm
+        # updates its moving statistics when the model trains, even inside a backbone called
+        # with training=False (seen), and small fine-tuning batches would wreck them.
+        layer.trainable = index > last_frozen and not isinstance(
+            layer, keras.layers.BatchNormalization)
 
 
 def _backbone(input_shape, weights) -> keras.Model:
