@@ -54,12 +54,15 @@ class Dataset:
       shape-[2] int tensor. The framework applies it after caching, with a seed made from
       the run's seed, the epoch and the example's index, so every epoch sees new variants and
       a resumed run sees the same ones.
+    load_file: optional `load_file(path) -> features` for one example read from a file,
+      preprocessed as training examples are (what --mode=predict uses).
     """
 
     train: tf.data.Dataset
     eval: tf.data.Dataset | None
     info: DatasetInfo
     augment: Callable | None = None
+    load_file: Callable | None = None
 
 
 def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:

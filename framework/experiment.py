@@ -7,7 +7,9 @@ start that fails leaves model_dir as it was.
 """
 
 import contextlib
+import dataclasses
 import difflib
+import json
 import os
 import tempfile
 import time
@@ -28,6 +30,7 @@ from framework.metrics import default_metrics
 from framework.summaries import Summaries
 
 MODES = ("train", "eval", "train_and_eval")
+DATASET_INFO_FILE = "dataset_info.json"
 
 
 @gin.configurable
@@ -414,6 +417,9 @@ class Experiment:
         tf.io.gfile.makedirs(self.model_dir)
         with tf.io.gfile.GFile(path, "w") as f:
             f.write(config)
+        # The class names the model was trained with, for --mode=predict.
+        with tf.io.gfile.GFile(os.path.join(self.model_dir, DATASET_INFO_FILE), "w") as f:
+            f.write(json.dumps(dataclasses.asdict(self.info), indent=2))
         # Indented, so TensorBoard's markdown shows it as a code block.
         as_markdown = "\n".join("    " + line for line in config.splitlines())
         self.summaries.text("train", "operative_config", as_markdown,

@@ -16,6 +16,7 @@ from absl import app, flags, logging
 from framework import config, registry
 from framework.errors import UserError
 from framework.experiment import Experiment
+from framework.predict import predict_files
 
 FLAGS = flags.DEFINE_multi_string("gin_file", [], "Gin config file; repeatable, read in order.")
 BINDINGS = flags.DEFINE_multi_string(
@@ -24,8 +25,12 @@ BINDINGS = flags.DEFINE_multi_string(
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Where checkpoints, summaries and the config go; re-using it resumes. "
     "Default: a fresh folder under runs/.")
-MODE = flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval"],
-                         "What to do.")
+MODE = flags.DEFINE_enum("mode", "train_and_eval",
+                         ["train", "eval", "train_and_eval", "predict"],
+                         "What to do; predict classifies the files given by --predict.")
+PREDICT = flags.DEFINE_string(
+    "predict", None, "With --mode=predict: an image file, or a folder of them.")
+TOP_K = flags.DEFINE_integer("top_k", 3, "With --mode=predict: classes shown per file.")
 LIST_PLUGINS = flags.DEFINE_bool(
     "list_plugins", False, "Print every registered plugin with its parameters and exit.")
 VERBOSE = flags.DEFINE_bool("verbose", False, "Show Python tracebacks for errors.")
@@ -58,6 +63,18 @@ def stop_on_signals(experiment: Experiment) -> None:
         signal.signal(signum, handle)
 
 
+def predict(experiment: Experiment, model_dir: str) -> None:
+    """Prints the top classes of each file given by --predict."""
+    if not PREDICT.value:
+        raise UserError("--mode=predict needs --predict=PATH (an image file or a folder).")
+    experiment.build(model_dir, CHECKPOINT.value)
+    if experiment.restored_from is None:
+        raise UserError(f"--mode=predict needs a trained run, and {model_dir} has no "
+                        f"{CHECKPOINT.value} checkpoint. Pass the --model_dir of a run.")
+    for path, top in predict_files(experiment, PREDICT.value, TOP_K.value):
+        print(f"{path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in top))
+
+
 def run(argv) -> Experiment | None:
     """Does what the flags say; returns the Experiment it ran, if any."""
     if len(argv) > 1:
@@ -77,6 +94,9 @@ def run(argv) -> Experiment | None:
         experiment = Experiment()
     except (ValueError, TypeError) as error:
         raise UserError(config.explain(error)) from error
+    if MODE.value == "predict":
+        predict(experiment, model_dir)
+        return experiment
     stop_on_signals(experiment)
     results = experiment.run(model_dir, MODE.value, CHECKPOINT.value)
     for name, value in results["eval"].items():

@@ -120,3 +120,34 @@ def test_a_model_learns_the_folder(folder, tmp_path):
     """)
     results = Experiment().run(str(tmp_path / "run"))
     assert results["eval"]["accuracy"] == 1.0
+
+
+def test_predict_prints_class_names_saved_with_the_run(folder, tmp_path):
+    from helpers import run_cli  # pylint: disable=import-outside-toplevel
+    config = tmp_path / "folder.gin"
+    config.write_text(f"""
+include 'gin/base.gin'
+Experiment.dataset = @datasets.image_folder
+image_folder.directory = '{folder}'
+image_folder.image_size = (16, 16)
+Experiment.model = @models.mlp
+Experiment.loss = @losses.binary_crossentropy
+Experiment.optimizer = @optimizers.adam
+optimizers.adam.learning_rate = 0.01
+Experiment.batch_size = 8
+Experiment.train_steps = 30
+""")
+    model_dir = tmp_path / "run"
+    trained = run_cli(f"--gin_file={config}", f"--model_dir={model_dir}")
+    assert trained.returncode == 0, trained.stderr
+    assert '"class_names": [\n    "blue",\n    "red"\n  ]' in (
+        model_dir / "dataset_info.json").read_text()
+    predicted = run_cli(f"--gin_file={config}", f"--model_dir={model_dir}", "--mode=predict",
+                        f"--predict={folder / 'red'}", "--top_k=2")
+    assert predicted.returncode == 0, predicted.stderr
+    lines = predicted.stdout.strip().splitlines()
+    assert len(lines) == 20 and lines[0].startswith(str(folder / "red" / "img_000.png") + ": red ")
+    assert all(": red " in line and ", blue " in line for line in lines)
+    missing = run_cli(f"--gin_file={config}", f"--model_dir={model_dir}", "--mode=predict",
+                      f"--predict={folder / 'nothing'}")
+    assert missing.returncode == 2 and "neither a file nor a folder" in missing.stderr

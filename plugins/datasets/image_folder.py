@@ -47,7 +47,15 @@ def image_folder(directory=None, image_size=(150, 150), validation_fraction=0.2,
         train=_decoded(train_files, image_size, binary),
         eval=_decoded(eval_files, image_size, binary) if eval_files else None,
         info=info,
-        augment=augmenter(flip=flip, rotation=rotation, zoom=zoom, contrast=contrast))
+        augment=augmenter(flip=flip, rotation=rotation, zoom=zoom, contrast=contrast),
+        load_file=lambda path: load_image(path, image_size))
+
+
+def load_image(path, image_size):
+    """One image file as float [height, width, 3] in [0, 1], resized to image_size."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, image_size)
+    return tf.ensure_shape(image, (*image_size, 3))
 
 
 def _existing_directory(directory) -> pathlib.Path:
@@ -110,9 +118,7 @@ def _decoded(files, image_size, binary) -> tf.data.Dataset:
         labels = labels[:, np.newaxis]
 
     def load(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, image_size)
-        return tf.ensure_shape(image, (*image_size, 3)), label
+        return load_image(path, image_size), label
 
     examples = tf.data.Dataset.from_tensor_slices((paths, labels))
     # A file that passed the signature check but still fails to decode (truncated) is
