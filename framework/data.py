@@ -56,6 +56,8 @@ class Dataset:
       a resumed run sees the same ones.
     load_file: optional `load_file(path) -> features` for one example read from a file,
       preprocessed as training examples are (what --mode=predict uses).
+    fingerprint: optional string that changes whenever the examples do (files, sizes,
+      preprocessing); it lets the framework cache what a frozen backbone computes from them.
     """
 
     train: tf.data.Dataset
@@ -63,6 +65,7 @@ class Dataset:
     info: DatasetInfo
     augment: Callable | None = None
     load_file: Callable | None = None
+    fingerprint: str | None = None
 
 
 def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:

@@ -23,6 +23,7 @@ from framework import registry
 from framework.checkpoints import Checkpoints
 from framework.data import Dataset, evaluation_batches, training_batches
 from framework.errors import UserError
+from framework.feature_cache import FeatureCache, cache_key
 from framework.loop import Trainer
 from framework.model_dir_lock import ModelDirLock
 from framework.optimization import optimizer_groups
@@ -64,6 +65,11 @@ class Experiment:
         whose model weights start this run, when model_dir has no checkpoint of its own
         (fine-tuning from a frozen-backbone run). Only the model is taken, matched by the
         model's structure; the optimizer and step start afresh.
+      cache_features: when the model has a frozen feature extractor
+        (`model.frozen_features`) and the dataset a fingerprint and no augmentation, compute
+        the features once, keep them on disk and train the head on them.
+      feature_cache_dir: where; None is model_dir/feature_cache. A shared folder lets runs
+        with the same data, backbone and weights reuse one cache.
     """
 
     def __init__(
@@ -89,6 +95,8 @@ class Experiment:
         best_checkpoint_metric=None,
         best_checkpoint_mode="max",
         init_checkpoint=None,
+        cache_features=True,
+        feature_cache_dir=None,
     ):
         for name, value in [("batch_size", batch_size), ("train_steps", train_steps),
                             ("steps_per_loop", steps_per_loop), ("summary_every", summary_every),
@@ -113,6 +121,7 @@ class Experiment:
         self.best_checkpoint_metric = best_checkpoint_metric
         self.best_checkpoint_mode = best_checkpoint_mode
         self.init_checkpoint = init_checkpoint
+        self.cache_features, self.feature_cache_dir = cache_features, feature_cache_dir
         self.stop_reason, self.exit_status = None, 0
 
     # -- building -------------------------------------------------------------------
@@ -129,13 +138,15 @@ class Experiment:
         keras.utils.set_random_seed(self.seed)
         self.dataset = self._built("dataset", Dataset)
         self.info = self.dataset.info
+        self.model_dir = model_dir
         with self.strategy.scope():
             self.model = self._built("model", keras.Model, self.info)
+            self.trained_model, self.feature_cache = self._feature_cache()
             self.optimizer = self._built("optimizer", keras.optimizers.Optimizer)
             # Keras 3 creates optimizer slots lazily; they must exist inside the scope
             # before the first traced step and before a restore, or restoring skips them.
             # (optimizer_groups builds them; copies serve learning-rate multipliers.)
-            self.optimizer_groups = optimizer_groups(self.model, self.optimizer)
+            self.optimizer_groups = optimizer_groups(self.trained_model, self.optimizer)
             self.global_step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -144,14 +155,39 @@ class Experiment:
         make_metrics = self.metrics or (lambda: default_metrics(self.info))
         self.hooks = [registry.build(hook) for hook in self.hook_plugins]
         self.trainer = Trainer(
-            self.strategy, self.model, self.loss_fn, self.optimizer_groups, make_metrics,
+            self.strategy, self.trained_model, self.loss_fn, self.optimizer_groups, make_metrics,
             self.batch_size, self.global_step, self.clip_gradient_norm,
             skip_nonfinite_steps=any(getattr(h, "skips_nonfinite_steps", False)
                                      for h in self.hooks))
-        self.model_dir = model_dir
         self.is_chief = self.strategy.extended.should_checkpoint
         self.restored_from = self._restore(checkpoint)
         self.summaries = Summaries(model_dir, enabled=self.is_chief)
+
+    def _feature_cache(self):
+        """(the model to train, a FeatureCache or None): the head alone on cached features
+        when the model's extractor is frozen and the data allows it; else the model."""
+        frozen = getattr(self.model, "frozen_features", None)
+        if not frozen or not self.cache_features:
+            return self.model, None
+        if self.dataset.augment is not None:
+            logging.info("Feature cache off: the dataset augments its training images, so "
+                         "the backbone must see every new variant.")
+            return self.model, None
+        if not self.dataset.fingerprint:
+            logging.info("Feature cache off: dataset '%s' gives no fingerprint to key it by.",
+                         self.info.name)
+            return self.model, None
+        extractor, head = frozen
+        directory = self.feature_cache_dir or os.path.join(self.model_dir, "feature_cache")
+        key = cache_key(self.dataset.fingerprint, extractor)
+        return head, FeatureCache(directory, extractor, key)
+
+    def _examples(self, split: str):
+        """The split's examples: the dataset's own, or their cached features."""
+        examples = self.dataset.train if split == "train" else self.dataset.eval
+        if self.feature_cache is None or examples is None:
+            return examples
+        return self.feature_cache.features(split, examples)
 
     def _restore(self, checkpoint: str) -> str | None:
         """Sets up checkpointing and restores `checkpoint` ('latest' or 'best'), if any."""
@@ -307,7 +343,7 @@ class Experiment:
         logging.info("Training from step %d to %d%s.", start, self.train_steps,
                      f" (resumed from {self.restored_from})" if self.restored_from else "")
         self._write_config()
-        batches = training_batches(self.dataset.train, self.batch_size, self.seed, start,
+        batches = training_batches(self._examples("train"), self.batch_size, self.seed, start,
                                    self.shuffle_buffer, num_steps=self.train_steps - start,
                                    augment=self.dataset.augment)
         # Kept on the Experiment: destroying this iterator after a long run can block for
@@ -365,7 +401,7 @@ class Experiment:
             return {}
         if not hasattr(self, "_eval_batches"):  # built once: its batches are cached
             self._eval_batches = self.strategy.experimental_distribute_dataset(
-                evaluation_batches(self.dataset.eval, self.batch_size))
+                evaluation_batches(self._examples("eval"), self.batch_size))
         results = self.trainer.evaluate(self._eval_batches)
         self.summaries.scalars("eval", results, step)
         logging.info("eval at step %d: %s", step, _format(results))

@@ -74,7 +74,7 @@ def existing_run(tmp_path_factory):
     (["--gin_file=gin/cnnn.gin"], r"Gin file 'gin/cnnn.gin' does not exist\. Did you mean gin/cnn\.gin"),
     (SYNTHETIC + ["--gin_bindings=Experiment.model = @models.cnnn"],
      r"No configurable matching reference '@models\.cnnn'.*\n.*Did you mean 'models\.cnn'\?.*"
-     r"Known model plugins: models\.cnn, models\.linear, models\.mlp"),
+     r"Known model plugins: models\.cnn, models\.inception_v3, models\.linear, models\.mlp"),
     (SYNTHETIC + ["--gin_bindings=my_modle.x = 1"], r"No configurable matching 'my_modle'"),
     (SYNTHETIC + ["--gin_bindings=models.cnn.filtrs = 3"],
      r"doesn't have a parameter named 'filtrs'.*\n.*Did you mean 'filters'\?"),

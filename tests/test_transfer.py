@@ -1,5 +1,6 @@
 """Transfer learning with InceptionV3: frozen backbone, fine-tuning, weights, clear errors."""
 
+import logging
 import textwrap
 
 import gin
@@ -13,6 +14,7 @@ from framework.data import DatasetInfo
 from framework.data import training_batches
 from framework.errors import UserError
 from framework.experiment import Experiment
+from framework.feature_cache import FeatureCache
 from helpers import REPO
 from plugins.models import inception_v3 as inception
 from test_image_folder import COLOURS, write_images
@@ -21,7 +23,7 @@ INFO = DatasetInfo(name="t", input_shape=(75, 75, 3), task="binary", num_outputs
 
 
 def backbone_of(model):
-    return next(layer for layer in model.layers if layer.name == "inception_v3")
+    return model.get_layer("features").get_layer("inception_v3")
 
 
 def test_frozen_backbone_does_not_change_while_the_head_learns(tmp_path):
@@ -154,3 +156,39 @@ def test_fine_tune_starts_from_the_frozen_runs_weights(tmp_path):
     assert len(fine_tune.model.weights) == len(trained)
     for variable, value in zip(fine_tune.model.weights, trained):
         np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
+
+
+def test_feature_cache_is_written_once_reused_and_invalidated(tmp_path, caplog, monkeypatch):
+    shared = tmp_path / "shared_cache"
+    extra = f"Experiment.train_steps = 4\nExperiment.feature_cache_dir = '{shared}'\n"
+    with caplog.at_level(logging.INFO):
+        first = transfer_experiment(tmp_path, extra)
+        first.run(str(tmp_path / "first"))
+    assert "Feature cache: computing the train features" in caplog.text
+    assert first.trainer.model is first.model.get_layer("head")  # only the head trains
+    (key,) = [p.name for p in shared.iterdir()]
+    # The cached features are what the backbone computes: the full model on the images
+    # and the head on the features agree.
+    images, _ = next(iter(first.dataset.eval.batch(100)))
+    features, _ = next(iter(first._examples("eval").batch(100)))  # pylint: disable=protected-access
+    np.testing.assert_allclose(first.model(images), first.trained_model(features), atol=1e-5)
+
+    def no_backbone(*args):
+        raise AssertionError("the backbone ran although the features were cached")
+    monkeypatch.setattr(FeatureCache, "_compute", no_backbone)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        transfer_experiment(tmp_path, extra).run(str(tmp_path / "second"))
+    assert "Feature cache: reusing" in caplog.text
+    monkeypatch.undo()
+    transfer_experiment(tmp_path, extra + "image_folder.image_size = (80, 80)\n").run(
+        str(tmp_path / "third"))
+    assert len(list(shared.iterdir())) == 2 and key in [p.name for p in shared.iterdir()]
+
+
+def test_feature_cache_is_off_with_augmentation(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        experiment = transfer_experiment(tmp_path, "image_folder.flip = True\n")
+        experiment.build(str(tmp_path / "run"))
+    assert "Feature cache off: the dataset augments its training images" in caplog.text
+    assert experiment.trained_model is experiment.model

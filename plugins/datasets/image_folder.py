@@ -1,5 +1,7 @@
 """Images in class folders: directory/<class>/*.jpg, optionally under train/ and validation/."""
 
+import hashlib
+import os
 import pathlib
 
 import numpy as np
@@ -48,7 +50,18 @@ def image_folder(directory=None, image_size=(150, 150), validation_fraction=0.2,
         eval=_decoded(eval_files, image_size, binary) if eval_files else None,
         info=info,
         augment=augmenter(flip=flip, rotation=rotation, zoom=zoom, contrast=contrast),
-        load_file=lambda path: load_image(path, image_size))
+        load_file=lambda path: load_image(path, image_size),
+        fingerprint=_fingerprint(train_files, eval_files, image_size))
+
+
+def _fingerprint(train_files, eval_files, image_size) -> str:
+    """Changes when any file, its size or time, its label, the split or the size does."""
+    digest = hashlib.sha256(repr(tuple(image_size)).encode())
+    for split, files in (("train", train_files), ("eval", eval_files)):
+        for path, label in files:
+            stat = os.stat(path)
+            digest.update(f"{split}|{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def load_image(path, image_size):

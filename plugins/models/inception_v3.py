@@ -29,19 +29,28 @@ def inception_v3(info, mode="frozen", weights="imagenet", dropout=0.2, hidden_un
     if mode not in MODES:
         raise UserError(f"inception_v3.mode must be one of {', '.join(MODES)}, got {mode!r}.")
     backbone = _backbone(info.input_shape, None if mode == "scratch" else weights)
-    inputs = keras.Input(info.input_shape)
-    features = keras.layers.Rescaling(2.0, offset=-1.0, name="to_inception_range")(inputs)
+    # Two parts, so that frozen features can be computed once and cached (see
+    # framework/feature_cache.py): extractor = images -> pooled features, head = the rest.
+    # Every mode builds the same structure, so a fine-tune run can start from a frozen
+    # run's checkpoint.
+    images = keras.Input(info.input_shape)
+    scaled = keras.layers.Rescaling(2.0, offset=-1.0, name="to_inception_range")(images)
     if mode == "scratch":
-        features = backbone(features)
+        pooled = backbone(scaled)
     else:
         _freeze_below_top_blocks(backbone, fine_tune_blocks if mode == "fine_tune" else 0)
-        features = backbone(features, training=False)
-    if dropout:
-        features = keras.layers.Dropout(dropout)(features)
+        pooled = backbone(scaled, training=False)
+    extractor = keras.Model(images, pooled, name="features")
+    features = keras.Input(pooled.shape[1:])
+    hidden = keras.layers.Dropout(dropout)(features) if dropout else features
     if hidden_units:
-        features = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(features)
-    outputs = keras.layers.Dense(info.num_outputs, name="logits")(features)
-    model = keras.Model(inputs, outputs, name=f"inception_v3_{mode}")
+        hidden = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(hidden)
+    head = keras.Model(features, keras.layers.Dense(info.num_outputs, name="logits")(hidden),
+                       name="head")
+    inputs = keras.Input(info.input_shape)
+    model = keras.Model(inputs, head(extractor(inputs)), name=f"inception_v3_{mode}")
+    if mode == "frozen":
+        model.frozen_features = (extractor, head)
     if mode == "fine_tune":
         model.learning_rate_multipliers = {
             v.path: fine_tune_learning_rate_multiplier for v in backbone.trainable_variables}

@@ -1,0 +1,72 @@
+"""Frozen-backbone features computed once and kept on disk.
+
+A model plugin whose first part never trains sets `model.frozen_features = (extractor,
+head)`, with model(x) == head(extractor(x)). When the dataset has a fingerprint and no
+augmentation, the Experiment trains and evaluates `head` on cached `extractor` outputs.
+The cache key covers the dataset's fingerprint, the extractor's weights and its input and
+output shapes and configuration, so changing any of them computes a new cache.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+_COMPLETE = "COMPLETE"  # written last: a folder without it is an interrupted computation
+
+
+def cache_key(dataset_fingerprint: str, extractor) -> str:
+    """A digest of the data's fingerprint and of the extractor: every layer's type and
+    configuration (preprocessing included) and every weight's value, by position. Keras's
+    automatic layer names are left out: they differ between otherwise equal models."""
+    digest = hashlib.sha256()
+    digest.update(dataset_fingerprint.encode())
+    for layer in extractor._flatten_layers():  # pylint: disable=protected-access
+        config = _without_names(layer.get_config()) if hasattr(layer, "get_config") else {}
+        digest.update(type(layer).__name__.encode())
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for variable in extractor.weights:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _without_names(value):
+    if isinstance(value, dict):
+        return {k: _without_names(v) for k, v in value.items()
+                if k not in ("name", "inbound_nodes", "input_layers", "output_layers")}
+    if isinstance(value, (list, tuple)):
+        return [_without_names(v) for v in value]
+    return value
+
+
+class FeatureCache:
+    """`features(split, examples)`: the cached (extractor(x), y) dataset, made if missing."""
+
+    def __init__(self, directory: str, extractor, key: str, batch_size: int = 64):
+        self.directory = os.path.join(directory, key)
+        self.extractor, self.batch_size = extractor, batch_size
+
+    def features(self, split: str, examples: tf.data.Dataset) -> tf.data.Dataset:
+        path = os.path.join(self.directory, split)
+        if tf.io.gfile.exists(os.path.join(path, _COMPLETE)):
+            logging.info("Feature cache: reusing %s", path)
+        else:
+            logging.info("Feature cache: computing the %s features into %s", split, path)
+            self._compute(path, examples)
+        return tf.data.Dataset.load(os.path.join(path, "data"))
+
+    def _compute(self, path: str, examples: tf.data.Dataset) -> None:
+        extract = tf.function(lambda x: self.extractor(x, training=False))
+        features, labels = [], []
+        for batch_features, batch_labels in examples.batch(self.batch_size):
+            features.append(extract(batch_features).numpy())
+            labels.append(batch_labels.numpy())
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)  # an interrupted computation
+        tf.data.Dataset.from_tensor_slices(
+            (np.concatenate(features), np.concatenate(labels))).save(os.path.join(path, "data"))
+        with tf.io.gfile.GFile(os.path.join(path, _COMPLETE), "w") as f:
+            f.write("ok")
