@@ -192,3 +192,15 @@ def test_feature_cache_is_off_with_augmentation(tmp_path, caplog):
         experiment.build(str(tmp_path / "run"))
     assert "Feature cache off: the dataset augments its training images" in caplog.text
     assert experiment.trained_model is experiment.model
+
+
+def test_feature_cache_benchmark_runs():
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    from helpers import cli_environment  # pylint: disable=import-outside-toplevel
+    result = subprocess.run(
+        [sys.executable, "-m", "framework.bench_feature_cache", "--images_per_class=15",
+         "--image_size=75"], cwd=REPO, env=cli_environment(), capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "cached features" in result.stdout and "x faster" in result.stdout
