@@ -108,3 +108,13 @@ def test_find_by_gin_name_or_unambiguous_short_name():
     assert registry.find("models.cnn").name == "cnn"
     assert registry.find("cnn").kind == "model"
     assert registry.find("models.nothing") is None
+
+
+def test_crossentropy_fits_one_logit_or_several():
+    loss = registry.build(registry.find("losses.crossentropy").configurable)
+    binary = loss(keras.ops.array([[1.0], [0.0]]), keras.ops.array([[3.0], [3.0]]))
+    expected = keras.losses.binary_crossentropy(
+        keras.ops.array([[1.0], [0.0]]), keras.ops.array([[3.0], [3.0]]), from_logits=True)
+    assert keras.ops.convert_to_numpy(binary) == pytest.approx(keras.ops.convert_to_numpy(expected))
+    sparse = loss(keras.ops.array([2, 0]), keras.ops.array([[0.0, 0.0, 5.0], [0.0, 0.0, 5.0]]))
+    assert tuple(sparse.shape) == (2,) and float(sparse[0]) < 0.02 < float(sparse[1])

@@ -204,3 +204,12 @@ def test_feature_cache_benchmark_runs():
         timeout=300)
     assert result.returncode == 0, result.stderr
     assert "cached features" in result.stdout and "x faster" in result.stdout
+
+
+def test_transfer_config_runs_on_a_three_class_folder(tmp_path):
+    for seed, (name, colour) in enumerate({**COLOURS, "green": (0.1, 0.9, 0.1)}.items()):
+        write_images(tmp_path / "images" / name, colour, 10, seed)
+    experiment = transfer_experiment(tmp_path, "Experiment.train_steps = 2")
+    results = experiment.run(str(tmp_path / "run"))
+    assert experiment.info.task == "classification" and experiment.info.num_outputs == 3
+    assert results["step"] == 2 and set(results["eval"]) == {"loss", "accuracy"}

@@ -29,3 +29,18 @@ def binary_crossentropy(from_logits=True, label_smoothing=0.0):
 def mean_squared_error():
     """Squared error averaged over the output axis: one value per example."""
     return keras.losses.MeanSquaredError(reduction=None)
+
+
+@register.loss
+def crossentropy(label_smoothing=0.0):
+    """Cross-entropy that fits the model's outputs (logits): one output per example is a
+    binary task (0/1 labels), several a classification (integer class labels)."""
+    binary = keras.losses.BinaryCrossentropy(
+        from_logits=True, label_smoothing=label_smoothing, reduction=None)
+    sparse = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    def loss(labels, logits):
+        # Decided from the static shape while tracing: no cost per step.
+        return binary(labels, logits) if logits.shape[-1] == 1 else sparse(labels, logits)
+
+    return loss
