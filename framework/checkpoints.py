@@ -12,7 +12,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from framework.errors import UserError
+from framework.errors import UserError, first_line
 
 BEST_SUBDIR = "best"
 BEST_RECORD = "best_metric.json"
@@ -64,12 +64,12 @@ class Checkpoints:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except _DAMAGED as error:
                 logging.warning("Checkpoint %s is damaged (%s); trying the one before it.",
-                                path, _first_line(error))
+                                path, first_line(error))
                 continue
             except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
                 raise UserError(
                     f"The checkpoint {path} does not fit this experiment's model or "
-                    f"optimizer ({_first_line(error)}). Use another --model_dir, or the config "
+                    f"optimizer ({first_line(error)}). Use another --model_dir, or the config "
                     "that wrote this checkpoint (see operative_config.gin beside it)."
                 ) from error
             if path != candidates[0]:
@@ -129,7 +129,3 @@ def _write_atomically(path: str, text: str) -> None:
     with tf.io.gfile.GFile(temporary, "w") as f:
         f.write(text)
     tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

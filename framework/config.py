@@ -88,3 +88,12 @@ def _nearby_gin_files(path: str) -> list[str]:
         return []
     candidates = [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".gin")]
     return difflib.get_close_matches(path, candidates, n=3, cutoff=0.3) or sorted(candidates)
+
+
+def config_changes(before: str, after: str) -> str:
+    """The bindings that differ between two operative configs, as a unified diff."""
+    def bindings(text):
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    diff = difflib.unified_diff(bindings(before), bindings(after), "saved", "this run",
+                                lineterm="", n=0)
+    return "\n".join(line for line in diff if not line.startswith("@@"))

@@ -8,7 +8,6 @@ start that fails leaves model_dir as it was.
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import os
 import tempfile
@@ -22,7 +21,9 @@ from absl import logging
 from framework import registry
 from framework.checkpoints import Checkpoints
 from framework.data import Dataset, evaluation_batches, training_batches
-from framework.errors import UserError
+from framework.config import config_changes
+from framework.errors import UserError, first_line
+from framework.fit_check import check_model_fits_data
 from framework.feature_cache import FeatureCache, cache_key
 from framework.loop import Trainer
 from framework.model_dir_lock import ModelDirLock
@@ -151,7 +152,8 @@ class Experiment:
                 0, dtype=tf.int64, trainable=False, name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.loss_fn = registry.build(self.plugins["loss"])
-        self._check_model_fits_data()
+        check_model_fits_data(self.model, self._plugin_name("model"), self.loss_fn,
+                              self.dataset)
         make_metrics = self.metrics or (lambda: default_metrics(self.info))
         self.hooks = [registry.build(hook) for hook in self.hook_plugins]
         self.trainer = Trainer(
@@ -223,7 +225,7 @@ class Experiment:
         except (AssertionError, ValueError, tf.errors.OpError) as error:
             raise UserError(
                 f"Experiment.init_checkpoint = '{path}' cannot initialise this model "
-                f"({_first_line(error)}). It must be a checkpoint (or a folder of them) of a "
+                f"({first_line(error)}). It must be a checkpoint (or a folder of them) of a "
                 "run with the same model structure."
             ) from error
         logging.info("Model weights initialised from %s", path)
@@ -235,7 +237,7 @@ class Experiment:
             if kind != "model":
                 raise UserError(
                     f"Building the {kind} {self._plugin_name(kind)} failed: "
-                    f"{_first_line(error)} Fix its gin parameters (`python -m framework.main "
+                    f"{first_line(error)} Fix its gin parameters (`python -m framework.main "
                     "--list_plugins` shows them with their defaults)."
                 ) from error
             # Keras checks shapes while a model is assembled: a model that cannot take the
@@ -243,7 +245,7 @@ class Experiment:
             raise UserError(
                 f"Model {self._plugin_name('model')} cannot be built for dataset "
                 f"'{self.info.name}' (features {self.info.input_shape}, "
-                f"{self.info.num_outputs} outputs). Keras said: {_first_line(error)} Fix: "
+                f"{self.info.num_outputs} outputs). Keras said: {first_line(error)} Fix: "
                 "choose a model for this data, or change the model's input shape."
             ) from error
         if not isinstance(value, expected_type):
@@ -257,35 +259,6 @@ class Experiment:
     def _plugin_name(self, kind) -> str:
         plugin = self.plugins[kind]
         return f"'{getattr(plugin, '__name__', None) or repr(plugin)}'"
-
-    def _check_model_fits_data(self) -> None:
-        """Runs the model and the loss on two zero examples shaped like the data."""
-        features_spec, labels_spec = self.dataset.train.element_spec
-        features = tf.zeros((2, *features_spec.shape), features_spec.dtype)
-        labels = tf.zeros((2, *labels_spec.shape), labels_spec.dtype)
-        model_name = self._plugin_name("model")
-        data = f"dataset '{self.info.name}' (features {tuple(features_spec.shape)}, " \
-               f"labels {tuple(labels_spec.shape)}, {self.info.num_outputs} outputs)"
-        try:
-            outputs = self.model(features, training=False)
-        except Exception as error:  # pylint: disable=broad-except  (Keras raises many kinds)
-            raise UserError(
-                f"Model {model_name} cannot take the inputs of {data}; the model expects "
-                f"{_input_shape(self.model)}. Keras said: {_first_line(error)} Fix: choose a "
-                "model for this data, or change the model's input shape."
-            ) from error
-        try:
-            per_example = self.loss_fn(labels, outputs)
-        except Exception as error:  # pylint: disable=broad-except
-            per_example, loss_error = None, _first_line(error)
-        if per_example is None or tuple(per_example.shape) != (2,):
-            found = loss_error if per_example is None else f"shape {tuple(per_example.shape)}"
-            raise UserError(
-                f"The loss cannot compare model {model_name} outputs of shape "
-                f"{tuple(outputs.shape[1:])} with the labels of {data}: it must give one loss "
-                f"per example, got {found}. Fix: a model with {self.info.num_outputs} outputs "
-                "per example, or a loss that fits these labels."
-            )
 
     # -- running --------------------------------------------------------------------
 
@@ -462,26 +435,5 @@ class Experiment:
                             int(self.global_step.numpy()))
 
 
-def config_changes(before: str, after: str) -> str:
-    """The bindings that differ between two operative configs, as a unified diff."""
-    def bindings(text):
-        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    diff = difflib.unified_diff(bindings(before), bindings(after), "saved", "this run",
-                                lineterm="", n=0)
-    return "\n".join(line for line in diff if not line.startswith("@@"))
-
-
 def _format(values: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
-
-
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:400]
-
-
-def _input_shape(model: keras.Model) -> str:
-    try:
-        return f"inputs of shape {tuple(model.input_shape[1:])}"
-    except (AttributeError, ValueError):
-        return "inputs of another shape"

@@ -8,7 +8,8 @@ import pytest
 
 import events
 from framework.errors import UserError
-from framework.experiment import Experiment, config_changes
+from framework.config import config_changes
+from framework.experiment import Experiment
 from test_experiment import SYNTHETIC_MLP
 
 
