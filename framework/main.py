@@ -18,7 +18,8 @@ from framework.errors import UserError
 from framework.experiment import Experiment
 from framework.predict import predict_files
 
-FLAGS = flags.DEFINE_multi_string("gin_file", [], "Gin config file; repeatable, read in order.")
+GIN_FILES = flags.DEFINE_multi_string(
+    "gin_file", [], "Gin config file; repeatable, read in order.")
 BINDINGS = flags.DEFINE_multi_string(
     "gin_bindings", [], "One gin binding, e.g. 'Experiment.train_steps=500'; repeatable, "
     "applied after the files.")
@@ -36,7 +37,8 @@ LIST_PLUGINS = flags.DEFINE_bool(
 VERBOSE = flags.DEFINE_bool("verbose", False, "Show Python tracebacks for errors.")
 CHECKPOINT = flags.DEFINE_enum(
     "checkpoint", "latest", ["latest", "best"],
-    "With --mode=eval: evaluate the latest checkpoint or the best one (checkpoints/best).")
+    "With --mode=eval or predict: use the latest checkpoint or the best one "
+    "(checkpoints/best).")
 
 
 def fresh_model_dir(gin_files: list[str]) -> str:
@@ -83,11 +85,11 @@ def run(argv) -> Experiment | None:
     if LIST_PLUGINS.value:
         print(registry.describe())
         return None
-    if not FLAGS.value and not BINDINGS.value:
+    if not GIN_FILES.value and not BINDINGS.value:
         raise UserError("No experiment given. Pass --gin_file=gin/cnn.gin (see gin/), or "
                         "--list_plugins to see what is available.")
-    config.parse(FLAGS.value, BINDINGS.value)
-    model_dir = MODEL_DIR.value or fresh_model_dir(FLAGS.value)
+    config.parse(GIN_FILES.value, BINDINGS.value)
+    model_dir = MODEL_DIR.value or fresh_model_dir(GIN_FILES.value)
     if not MODEL_DIR.value:
         logging.info("No --model_dir given; this run writes to %s", model_dir)
     try:
