@@ -213,3 +213,17 @@ def test_transfer_config_runs_on_a_three_class_folder(tmp_path):
     results = experiment.run(str(tmp_path / "run"))
     assert experiment.info.task == "classification" and experiment.info.num_outputs == 3
     assert results["step"] == 2 and set(results["eval"]) == {"loss", "accuracy"}
+
+
+def test_fine_tune_run_resumes_with_its_scaled_optimizer(tmp_path):
+    extra = "inception_v3.mode = 'fine_tune'\nExperiment.train_steps = {}\n"
+    first = transfer_experiment(tmp_path, extra.format(2))
+    first.run(str(tmp_path / "run"))
+    assert len(first.optimizer_groups) == 2  # the head's optimizer and the 0.1x copy
+    scaled = first.optimizer_groups[1][0]
+    slots = [v.numpy() for v in scaled.variables]
+    resumed = transfer_experiment(tmp_path, extra.format(4))
+    resumed.build(str(tmp_path / "run"))
+    assert resumed.restored_from.endswith("ckpt-2")
+    for restored, saved in zip(resumed.optimizer_groups[1][0].variables, slots):
+        np.testing.assert_array_equal(restored.numpy(), saved)
