@@ -332,11 +332,12 @@ class Experiment:
             num_steps = self._steps_to_next_boundary(step)
             self.trainer.train(iterator, num_steps)
             step += num_steps
-            loop = {"steps": num_steps,
-                    "nonfinite_steps": int(self.trainer.nonfinite_steps.numpy()),
-                    **self.trainer.train_results(reset=False)}
-            for hook in self.hooks:
-                hook.after_train_loop(self, step, loop)
+            if self.hooks:  # reading these values costs a few ops: only when watched
+                loop = {"steps": num_steps,
+                        "nonfinite_steps": int(self.trainer.nonfinite_steps.numpy()),
+                        **self.trainer.train_results(reset=False)}
+                for hook in self.hooks:
+                    hook.after_train_loop(self, step, loop)
             if step % self.summary_every == 0 or step == self.train_steps:
                 train_results = self.trainer.train_results()
                 elapsed = time.perf_counter() - window_start
