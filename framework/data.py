@@ -16,6 +16,25 @@ import tensorflow as tf
 from framework.errors import UserError
 
 TASKS = ("classification", "binary", "regression")
+MULTI_HEAD = "multi_head"
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadInfo:
+    """One labelled output of a multi-head dataset (see DatasetInfo.heads).
+
+    task, num_outputs and class_names mean what they mean in DatasetInfo, for this head.
+    """
+
+    name: str
+    task: str
+    num_outputs: int
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"head {self.name!r}: task must be one of {TASKS}, "
+                             f"got {self.task!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +49,9 @@ class DatasetInfo:
       num_outputs: the width of the model's output layer.
       class_names: one name per class for classification, else None.
       train_size, eval_size: number of examples, when known.
+      heads: for a multi-head dataset (task 'multi_head'), the heads its labels name: its
+        examples are `(features, {head name: label})`, and `num_outputs` and `class_names`
+        are unused. Build such an info with `DatasetInfo.multi_head`.
     """
 
     name: str
@@ -39,10 +61,50 @@ class DatasetInfo:
     class_names: tuple[str, ...] | None = None
     train_size: int | None = None
     eval_size: int | None = None
+    heads: tuple[HeadInfo, ...] = ()
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task not in (*TASKS, MULTI_HEAD):
+            raise ValueError(f"task must be one of {TASKS + (MULTI_HEAD,)}, got {self.task!r}")
+        if (self.task == MULTI_HEAD) != bool(self.heads):
+            raise ValueError("a dataset has heads exactly when its task is 'multi_head'")
+
+    @classmethod
+    def multi_head(cls, name, input_shape, heads, **sizes) -> "DatasetInfo":
+        """The info of a dataset whose labels are `{head name: label}`."""
+        return cls(name=name, input_shape=tuple(input_shape), task=MULTI_HEAD,
+                   num_outputs=0, heads=tuple(heads), **sizes)
+
+    def outputs_description(self) -> str:
+        """'10 outputs', or for heads 'heads fine (10 outputs), coarse (3 outputs)'."""
+        if not self.heads:
+            return f"{self.num_outputs} outputs"
+        return "heads " + ", ".join(f"{h.name} ({h.num_outputs} outputs)" for h in self.heads)
+
+
+def combined_info(infos: list[DatasetInfo]) -> DatasetInfo:
+    """The info of datasets trained together (alternating training): the union of their
+    heads. Raises UserError when they cannot share one model."""
+    if len(infos) == 1:
+        return infos[0]
+    names = ", ".join(f"'{info.name}'" for info in infos)
+    if not all(info.heads for info in infos):
+        raise UserError(f"Training on several datasets ({names}) needs multi-head datasets: "
+                        "each labels some heads of one multi-head model.")
+    if len({info.input_shape for info in infos}) > 1:
+        raise UserError(f"Datasets {names} must give features of one shape, got "
+                        f"{', '.join(str(info.input_shape) for info in infos)}.")
+    heads: dict[str, HeadInfo] = {}
+    for info in infos:
+        for head in info.heads:
+            if heads.setdefault(head.name, head) != head:
+                raise UserError(f"Datasets {names} disagree about head '{head.name}': "
+                                f"{heads[head.name]} vs {head}.")
+    sizes = [(info.train_size, info.eval_size) for info in infos]
+    return DatasetInfo.multi_head(
+        "+".join(info.name for info in infos), infos[0].input_shape, heads.values(),
+        train_size=None if None in [t for t, _ in sizes] else sum(t for t, _ in sizes),
+        eval_size=None if None in [e for _, e in sizes] else sum(e for _, e in sizes))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,12 +15,13 @@ import time
 
 import gin
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from framework import registry
 from framework.checkpoints import Checkpoints
-from framework.data import Dataset, evaluation_batches, training_batches
+from framework.data import Dataset, combined_info, evaluation_batches, training_batches
 from framework.config import config_changes
 from framework.errors import UserError, first_line
 from framework.fit_check import check_model_fits_data
@@ -29,9 +30,11 @@ from framework.loop import Trainer
 from framework.model_dir_lock import ModelDirLock
 from framework.optimization import optimizer_groups
 from framework.metrics import default_metrics
+from framework.objective import Objective, ObjectiveHead
 from framework.summaries import Summaries
 
 MODES = ("train", "eval", "train_and_eval")
+DATASET_SCHEDULES = ("round_robin", "weighted")
 DATASET_INFO_FILE = "dataset_info.json"
 
 
@@ -43,7 +46,10 @@ class Experiment:
     (`@models.cnn()`); both are built inside the strategy's scope.
 
     Args:
-      dataset, model, loss, optimizer: plugins of those kinds.
+      dataset, model, loss, optimizer: plugins of those kinds. `dataset` may be a list of
+        multi-head datasets, each labelling some of the model's heads (alternating
+        training: each step trains on one of them, picked by `dataset_schedule`). With a
+        multi-head model, `loss` is the loss of every head that does not name its own.
       strategy: a strategy plugin; None is TensorFlow's default strategy.
       batch_size: the global batch size, summed over replicas.
       train_steps: optimizer steps of the whole run (a resumed run goes on to this step).
@@ -71,6 +77,9 @@ class Experiment:
         the features once, keep them on disk and train the head on them.
       feature_cache_dir: where; None is model_dir/feature_cache. A shared folder lets runs
         with the same data, backbone and weights reuse one cache.
+      dataset_schedule: with several datasets, which one feeds each step: 'round_robin'
+        (in turn) or 'weighted' (drawn at random, seeded, with `dataset_weights`).
+      dataset_weights: one non-negative weight per dataset, for 'weighted'.
     """
 
     def __init__(
@@ -98,6 +107,8 @@ class Experiment:
         init_checkpoint=None,
         cache_features=True,
         feature_cache_dir=None,
+        dataset_schedule="round_robin",
+        dataset_weights=None,
     ):
         for name, value in [("batch_size", batch_size), ("train_steps", train_steps),
                             ("steps_per_loop", steps_per_loop), ("summary_every", summary_every),
@@ -123,6 +134,13 @@ class Experiment:
         self.best_checkpoint_mode = best_checkpoint_mode
         self.init_checkpoint = init_checkpoint
         self.cache_features, self.feature_cache_dir = cache_features, feature_cache_dir
+        if dataset_schedule not in DATASET_SCHEDULES:
+            raise UserError(f"Experiment.dataset_schedule must be one of "
+                            f"{', '.join(DATASET_SCHEDULES)}, got {dataset_schedule!r}.")
+        if (dataset_weights is not None) != (dataset_schedule == "weighted"):
+            raise UserError("Experiment.dataset_weights go with dataset_schedule = "
+                            "'weighted', and that schedule needs them.")
+        self.dataset_schedule, self.dataset_weights = dataset_schedule, dataset_weights
         self.stop_reason, self.exit_status = None, 0
 
     # -- building -------------------------------------------------------------------
@@ -137,12 +155,18 @@ class Experiment:
         if self.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(self.seed)
-        self.dataset = self._built("dataset", Dataset)
-        self.info = self.dataset.info
+        dataset_plugins = self.plugins["dataset"]
+        self.datasets = [
+            self._built("dataset", Dataset, plugin=plugin)
+            for plugin in (dataset_plugins if isinstance(dataset_plugins, (list, tuple))
+                           else [dataset_plugins])]
+        self.dataset = self.datasets[0]
+        self.info = combined_info([dataset.info for dataset in self.datasets])
+        self.schedule = self._dataset_schedule()
         self.model_dir = model_dir
         with self.strategy.scope():
             self.model = self._built("model", keras.Model, self.info)
-            self.trained_model, self.feature_cache = self._feature_cache()
+            self.trained_model, self.feature_caches = self._feature_caches()
             self.optimizer = self._built("optimizer", keras.optimizers.Optimizer)
             # Keras 3 creates optimizer slots lazily; they must exist inside the scope
             # before the first traced step and before a restore, or restoring skips them.
@@ -152,44 +176,81 @@ class Experiment:
                 0, dtype=tf.int64, trainable=False, name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.loss_fn = registry.build(self.plugins["loss"])
-        check_model_fits_data(self.model, self._plugin_name("model"), self.loss_fn,
-                              self.dataset)
-        make_metrics = self.metrics or (lambda: default_metrics(self.info))
+        self.objective = self._objective()
+        for dataset in self.datasets:
+            check_model_fits_data(self.model, self._plugin_name("model"), self.objective,
+                                  dataset)
         self.hooks = [registry.build(hook) for hook in self.hook_plugins]
         self.trainer = Trainer(
-            self.strategy, self.trained_model, self.loss_fn, self.optimizer_groups, make_metrics,
+            self.strategy, self.trained_model, self.objective, self.optimizer_groups,
             self.batch_size, self.global_step, self.clip_gradient_norm,
             skip_nonfinite_steps=any(getattr(h, "skips_nonfinite_steps", False)
-                                     for h in self.hooks))
+                                     for h in self.hooks),
+            schedule=self.schedule)
         self.is_chief = self.strategy.extended.should_checkpoint
         self.restored_from = self._restore(checkpoint)
         self.summaries = Summaries(model_dir, enabled=self.is_chief)
 
-    def _feature_cache(self):
-        """(the model to train, a FeatureCache or None): the head alone on cached features
-        when the model's extractor is frozen and the data allows it; else the model."""
+    def _dataset_schedule(self) -> np.ndarray | None:
+        """With several datasets, the index of the dataset that feeds each step (a pure
+        function of the config and the seed, so a resumed run picks the same ones)."""
+        count = len(self.datasets)
+        if count == 1:
+            return None
+        if self.dataset_schedule == "round_robin":
+            return np.arange(self.train_steps) % count
+        weights = np.asarray(self.dataset_weights, dtype=np.float64)
+        if weights.shape != (count,) or (weights < 0).any() or weights.sum() <= 0:
+            raise UserError(f"Experiment.dataset_weights must be {count} non-negative numbers "
+                            f"(one per dataset) that are not all zero, got "
+                            f"{self.dataset_weights!r}.")
+        return np.random.default_rng(self.seed).choice(
+            count, size=self.train_steps, p=weights / weights.sum())
+
+    def _objective(self) -> Objective:
+        """The losses and metrics: per head for a multi-head model, else the task's."""
+        heads = getattr(self.model, "heads", None)
+        if self.info.heads and heads is None:
+            raise UserError(self._multi_head_hint())
+        if heads is None:
+            return Objective(self.loss_fn, self.metrics or (lambda: default_metrics(self.info)))
+        names = {head.name for head, _ in heads}
+        return Objective(
+            self.loss_fn, None,
+            [ObjectiveHead(head.name, info.task,
+                           registry.build(head.loss) if head.loss else self.loss_fn,
+                           head.loss_weight,
+                           head.metrics or (lambda info=info: default_metrics(info)))
+             for head, info in heads],
+            joint_metric=any(names <= {h.name for h in d.info.heads} for d in self.datasets))
+
+    def _feature_caches(self):
+        """(the model to train, one FeatureCache per dataset or None): the head alone on
+        cached features when the model's extractor is frozen and the data allows it; else
+        the model."""
         frozen = getattr(self.model, "frozen_features", None)
         if not frozen or not self.cache_features:
             return self.model, None
-        if self.dataset.augment is not None:
+        if any(dataset.augment is not None for dataset in self.datasets):
             logging.info("Feature cache off: the dataset augments its training images, so "
                          "the backbone must see every new variant.")
             return self.model, None
-        if not self.dataset.fingerprint:
+        if not all(dataset.fingerprint for dataset in self.datasets):
             logging.info("Feature cache off: dataset '%s' gives no fingerprint to key it by.",
                          self.info.name)
             return self.model, None
         extractor, head = frozen
         directory = self.feature_cache_dir or os.path.join(self.model_dir, "feature_cache")
-        key = cache_key(self.dataset.fingerprint, extractor)
-        return head, FeatureCache(directory, extractor, key)
+        return head, [FeatureCache(directory, extractor, cache_key(dataset.fingerprint, extractor))
+                      for dataset in self.datasets]
 
-    def _examples(self, split: str):
-        """The split's examples: the dataset's own, or their cached features."""
-        examples = self.dataset.train if split == "train" else self.dataset.eval
-        if self.feature_cache is None or examples is None:
+    def _examples(self, split: str, index: int = 0):
+        """The split of dataset `index`: its own examples, or their cached features."""
+        dataset = self.datasets[index]
+        examples = dataset.train if split == "train" else dataset.eval
+        if self.feature_caches is None or examples is None:
             return examples
-        return self.feature_cache.features(split, examples)
+        return self.feature_caches[index].features(split, examples)
 
     def _restore(self, checkpoint: str) -> str | None:
         """Sets up checkpointing and restores `checkpoint` ('latest' or 'best'), if any."""
@@ -230,13 +291,14 @@ class Experiment:
             ) from error
         logging.info("Model weights initialised from %s", path)
 
-    def _built(self, kind, expected_type, *context):
+    def _built(self, kind, expected_type, *context, plugin=None):
+        """The plugin of `kind` (or `plugin`, one of a list) built with `context`."""
         try:
-            value = registry.build(self.plugins[kind], *context)
+            value = registry.build(plugin or self.plugins[kind], *context)
         except (ValueError, TypeError) as error:
             if kind != "model":
                 raise UserError(
-                    f"Building the {kind} {self._plugin_name(kind)} failed: "
+                    f"Building the {kind} {self._plugin_name(kind, plugin)} failed: "
                     f"{first_line(error)} Fix its gin parameters (`python -m framework.main "
                     "--list_plugins` shows them with their defaults)."
                 ) from error
@@ -245,19 +307,25 @@ class Experiment:
             raise UserError(
                 f"Model {self._plugin_name('model')} cannot be built for dataset "
                 f"'{self.info.name}' (features {self.info.input_shape}, "
-                f"{self.info.num_outputs} outputs). Keras said: {first_line(error)} Fix: "
+                f"{self.info.outputs_description()}). Keras said: {first_line(error)} Fix: "
                 "choose a model for this data, or change the model's input shape."
+                + (" " + self._multi_head_hint() if self.info.heads else "")
             ) from error
         if not isinstance(value, expected_type):
             raise UserError(
-                f"Experiment.{kind} = {self._plugin_name(kind)} gave a "
+                f"Experiment.{kind} = {self._plugin_name(kind, plugin)} gave a "
                 f"{type(value).__name__}, but a {kind} plugin must return a "
                 f"{expected_type.__name__}."
             )
         return value
 
-    def _plugin_name(self, kind) -> str:
-        plugin = self.plugins[kind]
+    def _multi_head_hint(self) -> str:
+        return (f"Dataset '{self.info.name}' labels the heads "
+                f"{', '.join(h.name for h in self.info.heads)}, so it needs a multi-head "
+                "model (Experiment.model = @models.multi_head, with a trunk).")
+
+    def _plugin_name(self, kind, plugin=None) -> str:
+        plugin = plugin or self.plugins[kind]
         return f"'{getattr(plugin, '__name__', None) or repr(plugin)}'"
 
     # -- running --------------------------------------------------------------------
@@ -316,21 +384,17 @@ class Experiment:
         logging.info("Training from step %d to %d%s.", start, self.train_steps,
                      f" (resumed from {self.restored_from})" if self.restored_from else "")
         self._write_config()
-        batches = training_batches(self._examples("train"), self.batch_size, self.seed, start,
-                                   self.shuffle_buffer, num_steps=self.train_steps - start,
-                                   augment=self.dataset.augment)
-        # Kept on the Experiment: destroying this iterator after a long run can block for
+        # Kept on the Experiment: destroying these iterators after a long run can block for
         # 20-40 s inside tf.data's iterator destructor (seen after 5 epochs of the CNN),
-        # which would delay the final evaluation. main() exits without destroying it.
-        self._train_iterator = iterator = iter(
-            self.strategy.experimental_distribute_dataset(batches))
+        # which would delay the final evaluation. main() exits without destroying them.
+        self._train_iterators = iterators = self._training_iterators(start)
         for hook in self.hooks:
             hook.begin(self)
         step, last_saved, window_start, window_step = start, None, time.perf_counter(), start
         train_results = {}
         while step < self.train_steps and self.stop_reason is None:
             num_steps = self._steps_to_next_boundary(step)
-            self.trainer.train(iterator, num_steps)
+            self.trainer.train(iterators, num_steps)
             step += num_steps
             if self.hooks:  # reading these values costs a few ops: only when watched
                 loop = {"steps": num_steps,
@@ -360,6 +424,25 @@ class Experiment:
             hook.end(self, step)
         return train_results
 
+    def _training_iterators(self, start: int) -> list:
+        """One distributed iterator per dataset, positioned at the batch step `start` needs.
+
+        Dataset k's stream is seeded with seed + k and advanced by the steps the schedule
+        gave it before `start`, so a resumed run reads exactly the batches it would have.
+        """
+        iterators = []
+        for index, dataset in enumerate(self.datasets):
+            if self.schedule is None:
+                done, remaining = start, self.train_steps - start
+            else:
+                done = int(np.sum(self.schedule[:start] == index))
+                remaining = int(np.sum(self.schedule[start:] == index))
+            batches = training_batches(
+                self._examples("train", index), self.batch_size, self.seed + index, done,
+                self.shuffle_buffer, num_steps=remaining, augment=dataset.augment)
+            iterators.append(iter(self.strategy.experimental_distribute_dataset(batches)))
+        return iterators
+
     def _steps_to_next_boundary(self, step: int) -> int:
         """Steps until the next summary, evaluation, checkpoint or the end, at most steps_per_loop."""
         cadences = [c for c in (self.summary_every, self.checkpoint_every, self.eval_every) if c]
@@ -369,13 +452,16 @@ class Experiment:
     def evaluate(self) -> dict:
         """One pass over the evaluation set; writes and returns its metrics."""
         step = int(self.global_step.numpy())
-        if self.dataset.eval is None:
+        with_eval = [i for i, dataset in enumerate(self.datasets) if dataset.eval is not None]
+        if not with_eval:
             logging.info("Dataset '%s' has no evaluation split; skipping evaluation.",
                          self.info.name)
             return {}
-        if not hasattr(self, "_eval_batches"):  # built once: its batches are cached
-            self._eval_batches = self.strategy.experimental_distribute_dataset(
-                evaluation_batches(self._examples("eval"), self.batch_size))
+        if not hasattr(self, "_eval_batches"):  # built once: their batches are cached
+            self._eval_batches = [
+                self.strategy.experimental_distribute_dataset(
+                    evaluation_batches(self._examples("eval", i), self.batch_size))
+                for i in with_eval]
         results = self.trainer.evaluate(self._eval_batches)
         self.summaries.scalars("eval", results, step)
         logging.info("eval at step %d: %s", step, _format(results))

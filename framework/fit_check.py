@@ -9,16 +9,19 @@ import tensorflow as tf
 
 from framework.data import Dataset
 from framework.errors import UserError, first_line
+from framework.objective import Objective
 
 
-def check_model_fits_data(model: keras.Model, model_name: str, loss_fn, dataset: Dataset):
+def check_model_fits_data(model: keras.Model, model_name: str, objective: Objective,
+                          dataset: Dataset):
     """Raises UserError naming both shapes when the model, loss and data do not fit."""
     features_spec, labels_spec = dataset.train.element_spec
     features = tf.zeros((2, *features_spec.shape), features_spec.dtype)
-    labels = tf.zeros((2, *labels_spec.shape), labels_spec.dtype)
+    labels = tf.nest.map_structure(lambda spec: tf.zeros((2, *spec.shape), spec.dtype),
+                                   labels_spec)
     info = dataset.info
     data = (f"dataset '{info.name}' (features {tuple(features_spec.shape)}, labels "
-            f"{tuple(labels_spec.shape)}, {info.num_outputs} outputs)")
+            f"{_shapes(labels_spec)}, {info.outputs_description()})")
     try:
         outputs = model(features, training=False)
     except Exception as error:  # pylint: disable=broad-except  (Keras raises many kinds)
@@ -28,17 +31,26 @@ def check_model_fits_data(model: keras.Model, model_name: str, loss_fn, dataset:
             "this data, or change the model's input shape."
         ) from error
     try:
-        per_example = loss_fn(labels, outputs)
+        per_example, _ = objective.losses(labels, outputs)
         found = f"shape {tuple(per_example.shape)}"
     except Exception as error:  # pylint: disable=broad-except
         per_example, found = None, first_line(error)
     if per_example is None or tuple(per_example.shape) != (2,):
         raise UserError(
-            f"The loss cannot compare model {model_name} outputs of shape "
-            f"{tuple(outputs.shape[1:])} with the labels of {data}: it must give one loss per "
-            f"example, got {found}. Fix: a model with {info.num_outputs} outputs per example, "
-            "or a loss that fits these labels."
+            f"The loss cannot compare model {model_name} outputs of shape {_shapes(outputs)} "
+            f"with the labels of {data}: it must give one loss per example, got {found}. "
+            f"Fix: a model with {info.outputs_description()} per example, or a loss that "
+            "fits these labels."
         )
+
+
+def _shapes(structure) -> str:
+    """(10,) for one tensor or spec; {'a': (10,), 'b': (3,)} for a dict of them
+    (the batch dimension left out of tensors)."""
+    shape = lambda x: tuple(x.shape[1:] if isinstance(x, tf.Tensor) else x.shape)  # noqa: E731
+    if isinstance(structure, dict):
+        return str({name: shape(value) for name, value in structure.items()})
+    return str(shape(structure))
 
 
 def _input_shape(model: keras.Model) -> str:

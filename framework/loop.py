@@ -4,49 +4,57 @@
 decides when to call which (and when to summarize and checkpoint).
 """
 
-from typing import Callable
+import functools
 
 import keras
 import tensorflow as tf
 
+from framework.objective import Objective
+
 
 class Trainer:
-    """Train and eval steps for one model, loss and optimizer under one strategy.
+    """Train and eval steps for one model, objective and optimizer under one strategy.
 
     Contract:
-      * `train(iterator, n)` runs n steps in one host call (an in-graph loop over the
-        distributed iterator) and adds n to `global_step`.
+      * `train(iterators, n)` runs n steps in one host call (an in-graph loop over the
+        distributed iterators) and adds n to `global_step`. With several iterators (one per
+        dataset, alternating training), step s reads from iterators[schedule[s]], and only
+        the heads that batch labels get gradients: the other heads' variables are not
+        touched (no optimizer step on a zero gradient, which would still move them by
+        momentum or weight decay).
       * A step whose loss or gradients are not finite on any replica is counted in
         `nonfinite_steps` (the first in `first_nonfinite_step`); with
         `skip_nonfinite_steps` its update is not applied, else it is.
       * `optimizer_groups` ([(optimizer, indices into model.trainable_variables)], see
         framework.optimization) apply the gradients, each to its own variables.
-      * The training loss is the per-example loss averaged over the *global* batch
-        (`tf.nn.compute_average_loss`) plus the model's regularization losses scaled by the
-        number of replicas (`tf.nn.scale_regularization_loss`).
-      * Metrics are keras.metrics objects; `train_results()` and `evaluate()` return their
-        values and reset them. The metric called `loss` is the mean per-example loss.
+      * The training loss is the objective's per-example loss averaged over the *global*
+        batch (`tf.nn.compute_average_loss`) plus the model's regularization losses scaled
+        by the number of replicas (`tf.nn.scale_regularization_loss`).
+      * Metrics come from the objective; `train_results()` and `evaluate()` return their
+        values by tag and reset them. The metric tagged `loss` is the mean per-example loss.
     """
 
     def __init__(
         self,
         strategy: tf.distribute.Strategy,
         model: keras.Model,
-        loss_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+        objective: Objective,
         optimizer_groups: list[tuple[keras.optimizers.Optimizer, list[int]]],
-        make_metrics: Callable[[], list[keras.metrics.Metric]],
         global_batch_size: int,
         global_step: tf.Variable,
         clip_gradient_norm: float | None = None,
         skip_nonfinite_steps: bool = False,
+        schedule=None,
     ):
-        self.strategy, self.model, self.loss_fn = strategy, model, loss_fn
+        """schedule: with several training iterators, the iterator index of every step."""
+        self.strategy, self.model, self.objective = strategy, model, objective
         self.optimizer_groups, self.global_batch_size = optimizer_groups, global_batch_size
         self.global_step, self.clip_gradient_norm = global_step, clip_gradient_norm
         self.skip_nonfinite_steps = skip_nonfinite_steps
+        self.schedule = None if schedule is None else tf.constant(schedule, tf.int32)
         with strategy.scope():
-            self.train_metrics = [keras.metrics.Mean(name="loss"), *make_metrics()]
-            self.eval_metrics = [keras.metrics.Mean(name="loss"), *make_metrics()]
+            self.train_metrics = objective.new_metrics()
+            self.eval_metrics = objective.new_metrics()
             # Steps whose loss or gradients were NaN or Inf, and the first of them (-1:
             # none). Read at loop boundaries by the NaN guard.
             self.nonfinite_steps = tf.Variable(
@@ -60,29 +68,40 @@ class Trainer:
 
     # -- training ---------------------------------------------------------------------
 
-    def train(self, iterator, num_steps: int) -> None:
+    def train(self, iterators, num_steps: int) -> None:
+        """iterators: one distributed iterator, or a list of them (one per dataset)."""
         # A tensor, so that chunks of different lengths reuse one trace.
-        self._train_steps(iterator, tf.constant(num_steps, tf.int64))
+        self._train_steps(_as_list(iterators), tf.constant(num_steps, tf.int64))
 
-    def _train_steps_fn(self, iterator, num_steps):
+    def _train_steps_fn(self, iterators, num_steps):
         for _ in tf.range(num_steps):
-            features, labels = next(iterator)
-            if self.skip_nonfinite_steps:
-                # The update is decided in cross-replica context: a cond in replica context
-                # cannot hold apply_gradients (it calls merge_call).
-                nonfinite, gradients, outputs = self.strategy.run(
-                    self._gradients, args=(features, labels))
-                all_finite = self._all_replicas(nonfinite)
-                if all_finite:
-                    self.strategy.run(self._apply, args=(gradients, labels, outputs))
+            if len(iterators) == 1:
+                all_finite = self._step(iterators[0])
             else:
-                nonfinite = self.strategy.run(self._train_step, args=(features, labels))
-                all_finite = self._all_replicas(nonfinite)
+                # One branch per dataset, each traced with its own labels (the heads that
+                # dataset labels), so a step computes only those heads' losses.
+                all_finite = tf.switch_case(
+                    tf.gather(self.schedule, self.global_step),
+                    [functools.partial(self._step, iterator) for iterator in iterators])
             self.global_step.assign_add(1)
             if not all_finite:
                 self.nonfinite_steps.assign_add(1)
                 if self.first_nonfinite_step < 0:
                     self.first_nonfinite_step.assign(self.global_step)
+
+    def _step(self, iterator):
+        """One step on the next batch of `iterator`; True when every value was finite."""
+        features, labels = next(iterator)
+        if self.skip_nonfinite_steps:
+            # The update is decided in cross-replica context: a cond in replica context
+            # cannot hold apply_gradients (it calls merge_call).
+            nonfinite, gradients, outputs = self.strategy.run(
+                self._gradients, args=(features, labels))
+            all_finite = self._all_replicas(nonfinite)
+            if all_finite:
+                self.strategy.run(self._apply, args=(gradients, labels, outputs))
+            return all_finite
+        return self._all_replicas(self.strategy.run(self._train_step, args=(features, labels)))
 
     def _all_replicas(self, nonfinite):
         """True when no replica saw a non-finite value (`nonfinite` is 0.0 or 1.0 each)."""
@@ -94,35 +113,38 @@ class Trainer:
         return nonfinite
 
     def _gradients(self, features, labels):
-        """Gradients on this replica's share of the global batch, whether the loss or any
-        gradient is not finite (1.0) or is (0.0), and what the metrics need."""
+        """Gradients on this replica's share of the global batch ({index into
+        trainable_variables: gradient}, for the variables the loss reaches), whether the
+        loss or any gradient is not finite (1.0) or is (0.0), and what the metrics need."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
-            per_example_loss = self.loss_fn(labels, outputs)
+            per_example_loss, head_losses = self.objective.losses(labels, outputs)
             loss = tf.nn.compute_average_loss(
                 per_example_loss, global_batch_size=self.global_batch_size)
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
-        gradients = tape.gradient(loss, variables)
+        # Heads this batch does not label get no gradient (None), hence no update.
+        gradients = {i: g for i, g in enumerate(tape.gradient(loss, variables)) if g is not None}
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x))
-                                for x in [loss, *gradients] if x is not None])
+                                for x in [loss, *gradients.values()]])
         nonfinite = 1.0 - tf.cast(finite, tf.float32)
-        # The per-example losses travel with the outputs, for the loss metric.
-        return nonfinite, gradients, (outputs, per_example_loss)
+        # The losses travel with the outputs, for the metrics.
+        return nonfinite, gradients, (outputs, per_example_loss, head_losses)
 
     def _apply(self, gradients, labels, outputs):
-        outputs, per_example_loss = outputs
+        outputs, per_example_loss, head_losses = outputs
         if self.clip_gradient_norm:
             gradients = self._clipped(gradients)
         variables = self.model.trainable_variables
         for optimizer, indices in self.optimizer_groups:
-            optimizer.apply_gradients([(gradients[i], variables[i]) for i in indices])
-        self.train_metrics[0].update_state(per_example_loss)
-        for metric in self.train_metrics[1:]:
-            metric.update_state(labels, outputs)
+            pairs = [(gradients[i], variables[i]) for i in indices if i in gradients]
+            if pairs:
+                optimizer.apply_gradients(pairs)
+        self.objective.update(self.train_metrics, labels, outputs, per_example_loss,
+                              head_losses)
 
-    def _clipped(self, gradients):
+    def _clipped(self, gradients: dict) -> dict:
         """Clips the replica-summed gradient by its global norm.
 
         Clipping each replica's partial gradient would clip the wrong vector, so sum first.
@@ -130,38 +152,49 @@ class Trainer:
         holds the whole sum, so each hands on 1/N of it.
         """
         context = tf.distribute.get_replica_context()
-        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, list(gradients.values()))
         clipped, _ = tf.clip_by_global_norm(summed, self.clip_gradient_norm)
-        return [g / context.num_replicas_in_sync for g in clipped]
+        return {i: g / context.num_replicas_in_sync for i, g in zip(gradients, clipped)}
 
     def train_results(self, reset: bool = True) -> dict[str, float]:
-        """Training metrics since the last reset (the mean loss and the task's metrics)."""
+        """Training metrics since the last reset, by tag (the mean loss and the rest)."""
         if reset:
             return _results_and_reset(self.train_metrics)
-        return {metric.name: float(metric.result()) for metric in self.train_metrics}
+        return _results(self.train_metrics)
 
     # -- evaluation -------------------------------------------------------------------
 
-    def evaluate(self, distributed_batches) -> dict[str, float]:
-        """One pass over `distributed_batches`; the metrics of that pass alone."""
-        for metric in self.eval_metrics:
-            metric.reset_state()
-        self._evaluate(distributed_batches)
+    def evaluate(self, distributed_datasets) -> dict[str, float]:
+        """One pass over a distributed dataset (or each of a list of them); the metrics of
+        that pass alone."""
+        for entry in self.eval_metrics:
+            entry.metric.reset_state()
+        self._evaluate(_as_list(distributed_datasets))
         return _results_and_reset(self.eval_metrics)
 
-    def _evaluate_fn(self, distributed_batches):
-        for batch in distributed_batches:
-            self.strategy.run(self._eval_step, args=batch)
+    def _evaluate_fn(self, distributed_datasets):
+        for batches in distributed_datasets:
+            for batch in batches:
+                self.strategy.run(self._eval_step, args=batch)
 
     def _eval_step(self, features, labels):
         outputs = self.model(features, training=False)
-        self.eval_metrics[0].update_state(self.loss_fn(labels, outputs))
-        for metric in self.eval_metrics[1:]:
-            metric.update_state(labels, outputs)
+        per_example_loss, head_losses = self.objective.losses(labels, outputs)
+        self.objective.update(self.eval_metrics, labels, outputs, per_example_loss,
+                              head_losses)
 
 
-def _results_and_reset(metrics) -> dict[str, float]:
-    results = {metric.name: float(metric.result()) for metric in metrics}
-    for metric in metrics:
-        metric.reset_state()
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _results(tracked) -> dict[str, float]:
+    """Values by tag, leaving out metrics no batch reached (heads nothing labelled)."""
+    return {entry.tag: float(entry.metric.result()) for entry in tracked if entry.has_value()}
+
+
+def _results_and_reset(tracked) -> dict[str, float]:
+    results = _results(tracked)
+    for entry in tracked:
+        entry.metric.reset_state()
     return results

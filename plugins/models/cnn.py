@@ -1,4 +1,4 @@
-"""The classic Fashion-MNIST convolutional network."""
+"""The classic Fashion-MNIST convolutional network, with as many conv blocks as needed."""
 
 import keras
 
@@ -6,17 +6,27 @@ from framework.registry import register
 
 
 @register.model
-def cnn(info, filters=64, kernel_size=3, dense_units=128, dropout=0.0):
-    """Conv(filters) -> MaxPool -> Conv(filters) -> MaxPool -> Dense(units) -> logits."""
-    layers = [
-        keras.Input(info.input_shape),
-        keras.layers.Conv2D(filters, kernel_size, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(filters, kernel_size, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(dense_units, activation="relu"),
-    ]
+def cnn(info, filters=64, kernel_size=3, dense_units=128, dropout=0.0, padding="valid",
+        batch_norm=False):
+    """[Conv(filters) -> MaxPool] per block -> Dense(units) -> logits.
+
+    filters: one int (two blocks of that width: the classic lesson's network) or one int
+      per block, e.g. (32, 64, 64) for larger images.
+    padding: the convolutions' ('valid' or 'same').
+    batch_norm: normalise each convolution's output before its ReLU (trains much faster on
+      inputs that are not centred, such as dark text on a light background).
+    """
+    widths = (filters, filters) if isinstance(filters, int) else tuple(filters)
+    layers = [keras.Input(info.input_shape)]
+    for width in widths:
+        if batch_norm:
+            layers += [keras.layers.Conv2D(width, kernel_size, padding=padding, use_bias=False),
+                       keras.layers.BatchNormalization(), keras.layers.ReLU()]
+        else:
+            layers.append(keras.layers.Conv2D(width, kernel_size, activation="relu",
+                                              padding=padding))
+        layers.append(keras.layers.MaxPooling2D(2))
+    layers += [keras.layers.Flatten(), keras.layers.Dense(dense_units, activation="relu")]
     if dropout:
         layers.append(keras.layers.Dropout(dropout))
     layers.append(keras.layers.Dense(info.num_outputs, name="logits"))

@@ -1,0 +1,140 @@
+"""What the loop minimises and measures: the loss of a model's outputs, and its metrics.
+
+A single-output model has one loss and the task's metrics ('loss', 'accuracy', ...). A
+multi-head model (outputs `{head: output}`) has a loss per head; a batch may label only some
+heads (alternating training), and then only those heads' losses and metrics count. Its
+metrics are 'loss' (the weighted sum), 'loss/<head>', '<metric>/<head>' and, when every
+head classifies, 'accuracy/all_heads': the share of examples with every head right at once
+(for a captcha: the whole string).
+"""
+
+import dataclasses
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from framework.metrics import default_metrics
+
+
+@dataclasses.dataclass
+class TrackedMetric:
+    """A metric, the tag it is reported under, and what it reads from a step.
+
+    update(labels, outputs, per_example_loss, head_losses) -> None.
+    counter: a keras Mean whose count says whether any batch reached this metric since the
+      last reset (a head no batch labelled has no value to report); None: always report.
+    """
+
+    tag: str
+    metric: keras.metrics.Metric
+    update: Callable
+    counter: keras.metrics.Mean | None = None
+
+    def has_value(self) -> bool:
+        return self.counter is None or float(tf.convert_to_tensor(self.counter.count)) > 0
+
+
+@dataclasses.dataclass
+class ObjectiveHead:
+    """One head as the objective sees it: its name, task, loss and the loss's weight."""
+
+    name: str
+    task: str
+    loss_fn: Callable
+    loss_weight: float
+    make_metrics: Callable
+
+
+class Objective:
+    """Losses and metrics of a model's outputs.
+
+    Contract: `losses(labels, outputs)` returns (the per-example loss to minimise, {head:
+    per-example loss}); for a multi-head model the first is the weighted sum over the heads
+    that `labels` names, and `{}` is returned for a single-output model. `new_metrics()`
+    gives a fresh set (one for training, one for evaluation); `update` feeds them a batch.
+    """
+
+    def __init__(self, loss_fn: Callable, make_metrics: Callable,
+                 heads: list[ObjectiveHead] | None = None, joint_metric: bool = True):
+        """joint_metric: report 'accuracy/all_heads' (False when no dataset labels every
+        head, so that no example could count)."""
+        self.loss_fn, self.make_metrics, self.heads = loss_fn, make_metrics, heads
+        self.joint_metric = joint_metric
+
+    def losses(self, labels, outputs):
+        if self.heads is None:
+            return self.loss_fn(labels, outputs), {}
+        head_losses = {head.name: head.loss_fn(labels[head.name], outputs[head.name])
+                       for head in self.heads if head.name in labels}
+        total = tf.add_n([head.loss_weight * head_losses[head.name]
+                          for head in self.heads if head.name in head_losses])
+        return total, head_losses
+
+    def new_metrics(self) -> list[TrackedMetric]:
+        mean_loss = keras.metrics.Mean(name="loss")
+        loss = TrackedMetric("loss", mean_loss, lambda labels, outputs, per_example,
+                             head_losses: mean_loss.update_state(per_example))
+        if self.heads is None:
+            return [loss, *[TrackedMetric(m.name, m, _plain_update(m))
+                            for m in self.make_metrics()]]
+        tracked = [loss]
+        for head in self.heads:
+            mean = keras.metrics.Mean(name=f"loss_{head.name}")
+            tracked.append(TrackedMetric(f"loss/{head.name}", mean,
+                                         _head_loss_update(mean, head.name), mean))
+            tracked += [TrackedMetric(f"{m.name}/{head.name}", m, _head_update(m, head.name),
+                                      mean)
+                        for m in head.make_metrics()]
+        classifying = [h for h in self.heads if h.task in ("classification", "binary")]
+        if self.joint_metric and classifying and len(classifying) == len(self.heads):
+            tracked.append(_all_heads_accuracy(classifying))
+        return tracked
+
+    @staticmethod
+    def update(tracked: list[TrackedMetric], labels, outputs, per_example_loss, head_losses):
+        for entry in tracked:
+            entry.update(labels, outputs, per_example_loss, head_losses)
+
+
+def _plain_update(metric):
+    return lambda labels, outputs, per_example, head_losses: metric.update_state(labels, outputs)
+
+
+def _head_loss_update(metric, head):
+    def update(labels, outputs, per_example, head_losses):
+        if head in head_losses:  # decided while tracing: the batch's label keys are static
+            metric.update_state(head_losses[head])
+    return update
+
+
+def _head_update(metric, head):
+    def update(labels, outputs, per_example, head_losses):
+        if head in labels:
+            metric.update_state(labels[head], outputs[head])
+    return update
+
+
+def head_correct(task: str, labels: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+    """Per example: does this classifying head's output (logits) give its label?"""
+    if task == "binary":
+        predicted = tf.cast(tf.reshape(outputs, [-1]) > 0.0, tf.int64)
+    else:
+        predicted = tf.argmax(outputs, axis=-1)
+    return tf.equal(predicted, tf.cast(tf.reshape(labels, [-1]), tf.int64))
+
+
+def all_heads_correct(heads, labels: dict, outputs: dict) -> tf.Tensor:
+    """Per example: is every head in `heads` ((name, task) pairs) right at once?"""
+    correct = [head_correct(task, labels[name], outputs[name]) for name, task in heads]
+    return tf.reduce_all(tf.stack(correct, axis=0), axis=0)
+
+
+def _all_heads_accuracy(heads: list[ObjectiveHead]) -> TrackedMetric:
+    mean = keras.metrics.Mean(name="accuracy_all_heads")
+    pairs = [(h.name, h.task) for h in heads]
+
+    def update(labels, outputs, per_example, head_losses):
+        if all(name in labels for name, _ in pairs):  # only batches that label every head
+            mean.update_state(tf.cast(all_heads_correct(pairs, labels, outputs), tf.float32))
+    return TrackedMetric("accuracy/all_heads", mean, update, mean)
