@@ -74,7 +74,12 @@ def predict(experiment: Experiment, model_dir: str) -> None:
         raise UserError(f"--mode=predict needs a trained run, and {model_dir} has no "
                         f"{CHECKPOINT.value} checkpoint. Pass the --model_dir of a run.")
     for path, top in predict_files(experiment, PREDICT.value, TOP_K.value):
-        print(f"{path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in top))
+        print(f"{path}: " + (_classes(top) if isinstance(top, list) else " | ".join(
+            f"{head}: {_classes(head_top)}" for head, head_top in top.items())))
+
+
+def _classes(top: list) -> str:
+    return ", ".join(f"{name} {probability:.3f}" for name, probability in top)
 
 
 def run(argv) -> Experiment | None:

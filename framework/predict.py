@@ -1,5 +1,6 @@
 """--mode=predict: the top classes, with probabilities, of examples read from files."""
 
+import dataclasses
 import json
 import os
 
@@ -10,27 +11,38 @@ from framework.experiment import DATASET_INFO_FILE, Experiment
 
 
 def predict_files(experiment: Experiment, path: str, top_k: int = 3):
-    """[(file, [(class name, probability), ...])] for a file or every file in a folder.
+    """[(file, top)] for a file or every file in a folder.
 
-    The experiment must be built with a restored checkpoint. Class names are the ones
-    saved with the run (model_dir/dataset_info.json), falling back to the dataset's.
+    top is [(class name, probability), ...], best first; for a multi-head model it is
+    {head: [(class name, probability), ...]}. The experiment must be built with a restored
+    checkpoint. Class names are the ones saved with the run (model_dir/dataset_info.json),
+    falling back to the dataset's.
     """
     load_file = experiment.dataset.load_file
     if load_file is None:
         raise UserError(f"Dataset '{experiment.info.name}' cannot read examples from files, "
                         "so --mode=predict is not available for it.")
     files = _files(path)
-    class_names = _class_names(experiment)
-    features = tf.stack([load_file(f) for f in files])
-    outputs = experiment.model(features, training=False)
-    if experiment.info.task == "binary":  # one logit: the probability of the second class
+    info = _saved_info(experiment)
+    outputs = experiment.model(tf.stack([load_file(f) for f in files]), training=False)
+    if not info.get("heads"):
+        return list(zip(files, _top(info, outputs, top_k)))
+    per_head = {head["name"]: _top(head, outputs[head["name"]], top_k) for head in info["heads"]}
+    return [(file, {head: tops[i] for head, tops in per_head.items()})
+            for i, file in enumerate(files)]
+
+
+def _top(info: dict, outputs: tf.Tensor, top_k: int) -> list:
+    """Per example, the top_k (class name, probability) of one output (task in `info`)."""
+    if info["task"] == "binary":  # one logit: the probability of the second class
         positive = tf.sigmoid(outputs)
         probabilities = tf.concat([1.0 - positive, positive], axis=-1)
     else:
         probabilities = tf.nn.softmax(outputs, axis=-1)
+    names = info.get("class_names") or [str(i) for i in range(probabilities.shape[-1])]
     values, indices = tf.math.top_k(probabilities, k=min(top_k, probabilities.shape[-1]))
-    return [(file, [(class_names[i], float(p)) for i, p in zip(row_indices, row_values)])
-            for file, row_indices, row_values in zip(files, indices.numpy(), values.numpy())]
+    return [[(names[i], float(p)) for i, p in zip(row_indices, row_values)]
+            for row_indices, row_values in zip(indices.numpy(), values.numpy())]
 
 
 def _files(path: str) -> list[str]:
@@ -44,11 +56,10 @@ def _files(path: str) -> list[str]:
     raise UserError(f"--predict '{path}' is neither a file nor a folder with files in it.")
 
 
-def _class_names(experiment: Experiment) -> list[str]:
+def _saved_info(experiment: Experiment) -> dict:
+    """The dataset info saved with the run (its class names), else the dataset's."""
     saved = os.path.join(experiment.model_dir, DATASET_INFO_FILE)
     if tf.io.gfile.exists(saved):
         with tf.io.gfile.GFile(saved) as f:
-            names = json.load(f).get("class_names")
-        if names:
-            return names
-    return list(experiment.info.class_names or range(experiment.info.num_outputs))
+            return json.load(f)
+    return dataclasses.asdict(experiment.info)

@@ -1,5 +1,7 @@
 """Multi-head models: joint and alternating training, per-head losses, metrics and data."""
 
+import re
+
 import gin
 import numpy as np
 import pytest
@@ -182,7 +184,7 @@ def test_captcha_is_drawn_once_then_read_from_its_cache(tmp_path, monkeypatch):
     assert [h.name for h in dataset.info.heads] == ["char_0", "char_1", "char_2"]
     assert dataset.info.heads[0].class_names == tuple("0123456789")
     images, labels = next(iter(dataset.train.batch(6)))
-    assert images.shape == (6, 40, 104, 1) and 0.0 <= float(tf.reduce_min(images)) \
+    assert images.shape == (6, 30, 80, 1) and 0.0 <= float(tf.reduce_min(images)) \
         and float(tf.reduce_max(images)) <= 1.0 and float(tf.math.reduce_std(images)) > 0.01
     assert sorted(labels) == ["char_0", "char_1", "char_2"]
     assert all(0 <= int(v) < 10 for head in labels.values() for v in head)
@@ -212,14 +214,24 @@ def test_fashion_mnist_heads_label_coarse_classes_and_split_parts():
     assert {int(c) for f, c in zip(fine, coarse) if f in (5, 7, 9)} == {1}
 
 
-def test_captcha_config_runs_from_the_command_line(tmp_path):
-    result = run_cli(
-        *["--gin_file=gin/multitask_captcha.gin", f"--model_dir={tmp_path / 'run'}",
-         "--gin_bindings=datasets.captcha.train_size = 128",
-         "--gin_bindings=datasets.captcha.eval_size = 32",
-         "--gin_bindings=Experiment.train_steps = 2",
-         f"--gin_bindings=datasets.captcha.cache_dir = '{tmp_path / 'cache'}'"])
+def test_captcha_config_trains_and_predicts_from_the_command_line(tmp_path):
+    from captcha.image import ImageCaptcha
+    arguments = ["--gin_file=gin/multitask_captcha.gin", f"--model_dir={tmp_path / 'run'}",
+                 "--gin_bindings=datasets.captcha.train_size = 128",
+                 "--gin_bindings=datasets.captcha.eval_size = 32",
+                 "--gin_bindings=Experiment.train_steps = 2",
+                 f"--gin_bindings=datasets.captcha.cache_dir = '{tmp_path / 'cache'}'"]
+    result = run_cli(*arguments)
     assert result.returncode == 0, result.stderr
     evaluation = events.read(tmp_path / "run" / "eval")
     assert {f"accuracy/char_{i}" for i in range(4)} | {"accuracy/all_heads", "loss/char_3"} \
         <= set(evaluation)
+    ImageCaptcha().write("2468", str(tmp_path / "2468.png"))
+    predicted = run_cli(*arguments, "--mode=predict", f"--predict={tmp_path / '2468.png'}",
+                        "--top_k=2")
+    assert predicted.returncode == 0, predicted.stderr
+    line = predicted.stdout.strip().splitlines()[-1]
+    # One part per head, each with its top two digits and their probabilities.
+    assert line.startswith(f"{tmp_path / '2468.png'}: char_0: ")
+    assert re.fullmatch(r".*: " + r" \| ".join(
+        rf"char_{i}: \d [01]\.\d{{3}}, \d [01]\.\d{{3}}" for i in range(4)), line), line

@@ -24,7 +24,7 @@ PARALLEL_FROM = 2000
 
 
 @register.dataset
-def captcha(alphabet="0123456789", length=4, image_size=(40, 104), train_size=20000,
+def captcha(alphabet="0123456789", length=4, image_size=(30, 80), train_size=30000,
             eval_size=2000, seed=0, cache_dir=None, workers=None):
     """Grey captcha images of `length` characters from `alphabet`, labelled per position.
 

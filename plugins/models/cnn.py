@@ -8,10 +8,12 @@ from framework.registry import register
 @register.model
 def cnn(info, filters=64, kernel_size=3, dense_units=128, dropout=0.0, padding="valid",
         batch_norm=False):
-    """[Conv(filters) -> MaxPool] per block -> Dense(units) -> logits.
+    """[Conv(filters) -> MaxPool] per block -> Dense(dense_units) -> logits.
 
     filters: one int (two blocks of that width: the classic lesson's network) or one int
       per block, e.g. (32, 64, 64) for larger images.
+    dense_units: 0 leaves the Dense layer out (the logits read the conv features directly;
+      as a multi-head trunk, each head then reads them with its own weights).
     padding: the convolutions' ('valid' or 'same').
     batch_norm: normalise each convolution's output before its ReLU (trains much faster on
       inputs that are not centred, such as dark text on a light background).
@@ -26,7 +28,9 @@ def cnn(info, filters=64, kernel_size=3, dense_units=128, dropout=0.0, padding="
             layers.append(keras.layers.Conv2D(width, kernel_size, activation="relu",
                                               padding=padding))
         layers.append(keras.layers.MaxPooling2D(2))
-    layers += [keras.layers.Flatten(), keras.layers.Dense(dense_units, activation="relu")]
+    layers.append(keras.layers.Flatten())
+    if dense_units:
+        layers.append(keras.layers.Dense(dense_units, activation="relu"))
     if dropout:
         layers.append(keras.layers.Dropout(dropout))
     layers.append(keras.layers.Dense(info.num_outputs, name="logits"))
