@@ -28,6 +28,7 @@ from framework.fit_check import check_model_fits_data
 from framework.feature_cache import FeatureCache, cache_key
 from framework.loop import Trainer
 from framework.model_dir_lock import ModelDirLock
+from framework.monitoring import Monitor, Monitoring
 from framework.optimization import optimizer_groups
 from framework.metrics import default_metrics
 from framework.objective import Objective, ObjectiveHead
@@ -141,6 +142,7 @@ class Experiment:
             raise UserError("Experiment.dataset_weights go with dataset_schedule = "
                             "'weighted', and that schedule needs them.")
         self.dataset_schedule, self.dataset_weights = dataset_schedule, dataset_weights
+        self.monitoring = Monitoring()  # what TensorBoard gets beyond scalars (gin-bound)
         self.stop_reason, self.exit_status = None, 0
 
     # -- building -------------------------------------------------------------------
@@ -186,10 +188,11 @@ class Experiment:
             self.batch_size, self.global_step, self.clip_gradient_norm,
             skip_nonfinite_steps=any(getattr(h, "skips_nonfinite_steps", False)
                                      for h in self.hooks),
-            schedule=self.schedule)
+            schedule=self.schedule, confusion_matrices=self.monitoring.images_at_eval)
         self.is_chief = self.strategy.extended.should_checkpoint
         self.restored_from = self._restore(checkpoint)
         self.summaries = Summaries(model_dir, enabled=self.is_chief)
+        self.monitor = Monitor(self.monitoring, self)
 
     def _dataset_schedule(self) -> np.ndarray | None:
         """With several datasets, the index of the dataset that feeds each step (a pure
@@ -213,11 +216,12 @@ class Experiment:
         if self.info.heads and heads is None:
             raise UserError(self._multi_head_hint())
         if heads is None:
-            return Objective(self.loss_fn, self.metrics or (lambda: default_metrics(self.info)))
+            return Objective(self.info, self.loss_fn,
+                             self.metrics or (lambda: default_metrics(self.info)))
         names = {head.name for head, _ in heads}
         return Objective(
-            self.loss_fn, None,
-            [ObjectiveHead(head.name, info.task,
+            self.info, self.loss_fn, None,
+            [ObjectiveHead(head.name, info.task, head.outputs or info.num_outputs,
                            registry.build(head.loss) if head.loss else self.loss_fn,
                            head.loss_weight,
                            head.metrics or (lambda info=info: default_metrics(info)))
@@ -390,12 +394,15 @@ class Experiment:
         self._train_iterators = iterators = self._training_iterators(start)
         for hook in self.hooks:
             hook.begin(self)
+        self.monitor.begin(start)
         step, last_saved, window_start, window_step = start, None, time.perf_counter(), start
         train_results = {}
         while step < self.train_steps and self.stop_reason is None:
             num_steps = self._steps_to_next_boundary(step)
+            self.monitor.before_train_loop()
             self.trainer.train(iterators, num_steps)
             step += num_steps
+            self.monitor.after_train_loop(step)
             if self.hooks:  # reading these values costs a few ops: only when watched
                 loop = {"steps": num_steps,
                         "nonfinite_steps": int(self.trainer.nonfinite_steps.numpy()),
@@ -420,6 +427,7 @@ class Experiment:
         if self.stop_reason is not None and self._save_on_stop:
             logging.warning("Stopped at step %d: %s. Checkpoint %s holds this state; re-run "
                             "the same command to go on.", step, self.stop_reason, last_saved)
+        self.monitor.end()
         for hook in self.hooks:
             hook.end(self, step)
         return train_results
@@ -446,7 +454,9 @@ class Experiment:
     def _steps_to_next_boundary(self, step: int) -> int:
         """Steps until the next summary, evaluation, checkpoint or the end, at most steps_per_loop."""
         cadences = [c for c in (self.summary_every, self.checkpoint_every, self.eval_every) if c]
-        boundary = min([c * (step // c + 1) for c in cadences] + [self.train_steps])
+        monitor = self.monitor.next_boundary(step)
+        boundary = min([c * (step // c + 1) for c in cadences] + [self.train_steps]
+                       + ([monitor] if monitor else []))
         return min(self.steps_per_loop, boundary - step)
 
     def evaluate(self) -> dict:
@@ -464,6 +474,7 @@ class Experiment:
                 for i in with_eval]
         results = self.trainer.evaluate(self._eval_batches)
         self.summaries.scalars("eval", results, step)
+        self.monitor.after_eval(step)
         logging.info("eval at step %d: %s", step, _format(results))
         for hook in self.hooks:
             hook.after_eval(self, step, results)

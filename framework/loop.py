@@ -9,7 +9,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from framework.objective import Objective
+from framework.objective import Objective, TrackedMetric
 
 
 class Trainer:
@@ -45,8 +45,10 @@ class Trainer:
         clip_gradient_norm: float | None = None,
         skip_nonfinite_steps: bool = False,
         schedule=None,
+        confusion_matrices: bool = False,
     ):
-        """schedule: with several training iterators, the iterator index of every step."""
+        """schedule: with several training iterators, the iterator index of every step.
+        confusion_matrices: evaluation also counts them (`eval_matrices`)."""
         self.strategy, self.model, self.objective = strategy, model, objective
         self.optimizer_groups, self.global_batch_size = optimizer_groups, global_batch_size
         self.global_step, self.clip_gradient_norm = global_step, clip_gradient_norm
@@ -54,7 +56,9 @@ class Trainer:
         self.schedule = None if schedule is None else tf.constant(schedule, tf.int32)
         with strategy.scope():
             self.train_metrics = objective.new_metrics()
-            self.eval_metrics = objective.new_metrics()
+            self.eval_metrics = objective.new_metrics(confusion_matrices)
+            # The norm of the whole (replica-summed) gradient before any clipping.
+            self.gradient_norm = keras.metrics.Mean(name="gradient_norm")
             # Steps whose loss or gradients were NaN or Inf, and the first of them (-1:
             # none). Read at loop boundaries by the NaN guard.
             self.nonfinite_steps = tf.Variable(
@@ -134,8 +138,8 @@ class Trainer:
 
     def _apply(self, gradients, labels, outputs):
         outputs, per_example_loss, head_losses = outputs
-        if self.clip_gradient_norm:
-            gradients = self._clipped(gradients)
+        gradients, norm = self._summed_norm_and_clipped(gradients)
+        self.gradient_norm.update_state(norm)
         variables = self.model.trainable_variables
         for optimizer, indices in self.optimizer_groups:
             pairs = [(gradients[i], variables[i]) for i in indices if i in gradients]
@@ -144,23 +148,30 @@ class Trainer:
         self.objective.update(self.train_metrics, labels, outputs, per_example_loss,
                               head_losses)
 
-    def _clipped(self, gradients: dict) -> dict:
-        """Clips the replica-summed gradient by its global norm.
+    def _summed_norm_and_clipped(self, gradients: dict) -> tuple[dict, tf.Tensor]:
+        """(the gradients to apply, the global norm of the replica-summed gradient).
 
-        Clipping each replica's partial gradient would clip the wrong vector, so sum first.
-        Keras sums gradients over replicas again inside apply_gradients; every replica now
-        holds the whole sum, so each hands on 1/N of it.
+        With clip_gradient_norm, the summed gradient is clipped by its global norm:
+        clipping each replica's partial gradient would clip the wrong vector. Keras sums
+        gradients over replicas again inside apply_gradients; every replica then holds the
+        whole sum, so each hands on 1/N of it. One replica needs no sum.
         """
         context = tf.distribute.get_replica_context()
-        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, list(gradients.values()))
-        clipped, _ = tf.clip_by_global_norm(summed, self.clip_gradient_norm)
-        return {i: g / context.num_replicas_in_sync for i, g in zip(gradients, clipped)}
+        replicas = context.num_replicas_in_sync
+        if replicas == 1:
+            summed = list(gradients.values())
+        else:  # one all-reduce more per step: the mirrored path is for correctness here
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, list(gradients.values()))
+        norm = tf.linalg.global_norm(summed)
+        if not self.clip_gradient_norm:
+            return gradients, norm
+        clipped, _ = tf.clip_by_global_norm(summed, self.clip_gradient_norm, use_norm=norm)
+        return {i: g / replicas for i, g in zip(gradients, clipped)}, norm
 
     def train_results(self, reset: bool = True) -> dict[str, float]:
         """Training metrics since the last reset, by tag (the mean loss and the rest)."""
-        if reset:
-            return _results_and_reset(self.train_metrics)
-        return _results(self.train_metrics)
+        tracked = [*self.train_metrics, _tracked(self.gradient_norm)]
+        return _results_and_reset(tracked) if reset else _results(tracked)
 
     # -- evaluation -------------------------------------------------------------------
 
@@ -170,6 +181,9 @@ class Trainer:
         for entry in self.eval_metrics:
             entry.metric.reset_state()
         self._evaluate(_as_list(distributed_datasets))
+        # Arrays (confusion matrices) are kept for the monitor, not returned as results.
+        self.eval_matrices = {entry.tag: entry.metric.result().numpy()
+                              for entry in self.eval_metrics if not entry.scalar}
         return _results_and_reset(self.eval_metrics)
 
     def _evaluate_fn(self, distributed_datasets):
@@ -188,9 +202,14 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _tracked(metric) -> TrackedMetric:
+    return TrackedMetric(metric.name, metric, update=None)
+
+
 def _results(tracked) -> dict[str, float]:
-    """Values by tag, leaving out metrics no batch reached (heads nothing labelled)."""
-    return {entry.tag: float(entry.metric.result()) for entry in tracked if entry.has_value()}
+    """Scalar values by tag, leaving out metrics no batch reached (heads nothing labelled)."""
+    return {entry.tag: float(entry.metric.result()) for entry in tracked
+            if entry.scalar and entry.has_value()}
 
 
 def _results_and_reset(tracked) -> dict[str, float]:

@@ -14,7 +14,8 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from framework.metrics import default_metrics
+from framework.data import DatasetInfo
+from framework.metrics import ConfusionMatrix, default_metrics
 
 
 @dataclasses.dataclass
@@ -24,12 +25,14 @@ class TrackedMetric:
     update(labels, outputs, per_example_loss, head_losses) -> None.
     counter: a keras Mean whose count says whether any batch reached this metric since the
       last reset (a head no batch labelled has no value to report); None: always report.
+    scalar: False for a metric whose value is an array (a confusion matrix).
     """
 
     tag: str
     metric: keras.metrics.Metric
     update: Callable
     counter: keras.metrics.Mean | None = None
+    scalar: bool = True
 
     def has_value(self) -> bool:
         return self.counter is None or float(tf.convert_to_tensor(self.counter.count)) > 0
@@ -37,10 +40,11 @@ class TrackedMetric:
 
 @dataclasses.dataclass
 class ObjectiveHead:
-    """One head as the objective sees it: its name, task, loss and the loss's weight."""
+    """One head as the objective sees it: its name, task, width, loss and the loss's weight."""
 
     name: str
     task: str
+    num_outputs: int
     loss_fn: Callable
     loss_weight: float
     make_metrics: Callable
@@ -55,11 +59,12 @@ class Objective:
     gives a fresh set (one for training, one for evaluation); `update` feeds them a batch.
     """
 
-    def __init__(self, loss_fn: Callable, make_metrics: Callable,
+    def __init__(self, info: DatasetInfo, loss_fn: Callable, make_metrics: Callable,
                  heads: list[ObjectiveHead] | None = None, joint_metric: bool = True):
-        """joint_metric: report 'accuracy/all_heads' (False when no dataset labels every
-        head, so that no example could count)."""
-        self.loss_fn, self.make_metrics, self.heads = loss_fn, make_metrics, heads
+        """info: the data's (its task, for a single-output model). joint_metric: report
+        'accuracy/all_heads' (False when no dataset labels every head, so that no example
+        could count)."""
+        self.info, self.loss_fn, self.make_metrics, self.heads = info, loss_fn, make_metrics, heads
         self.joint_metric = joint_metric
 
     def losses(self, labels, outputs):
@@ -71,7 +76,31 @@ class Objective:
                           for head in self.heads if head.name in head_losses])
         return total, head_losses
 
-    def new_metrics(self) -> list[TrackedMetric]:
+    def new_metrics(self, confusion_matrices: bool = False) -> list[TrackedMetric]:
+        """A fresh set of metrics; with confusion_matrices, one (tag 'confusion_matrix' or
+        'confusion_matrix/<head>') per classifying output too."""
+        tracked = self._scalar_metrics()
+        if confusion_matrices:
+            tracked += self._confusion_matrices()
+        return tracked
+
+    def _confusion_matrices(self) -> list[TrackedMetric]:
+        if self.heads is None:
+            if self.info.task not in ("classification", "binary"):
+                return []
+            matrix = ConfusionMatrix(max(2, self.info.num_outputs))
+            return [TrackedMetric("confusion_matrix", matrix, _plain_update(matrix),
+                                  scalar=False)]
+        tracked = []
+        for head in self.heads:
+            if head.task in ("classification", "binary"):
+                matrix = ConfusionMatrix(max(2, head.num_outputs),
+                                         name=f"confusion_matrix_{head.name}")
+                tracked.append(TrackedMetric(f"confusion_matrix/{head.name}", matrix,
+                                             _head_update(matrix, head.name), scalar=False))
+        return tracked
+
+    def _scalar_metrics(self) -> list[TrackedMetric]:
         mean_loss = keras.metrics.Mean(name="loss")
         loss = TrackedMetric("loss", mean_loss, lambda labels, outputs, per_example,
                              head_losses: mean_loss.update_state(per_example))
