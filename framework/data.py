@@ -75,6 +75,13 @@ class DatasetInfo:
         return cls(name=name, input_shape=tuple(input_shape), task=MULTI_HEAD,
                    num_outputs=0, heads=tuple(heads), **sizes)
 
+    def head(self, name: str) -> HeadInfo:
+        """The head called `name` (KeyError if there is none)."""
+        for head in self.heads:
+            if head.name == name:
+                return head
+        raise KeyError(name)
+
     def outputs_description(self) -> str:
         """'10 outputs', or for heads 'heads fine (10 outputs), coarse (3 outputs)'."""
         if not self.heads:

@@ -226,6 +226,8 @@ def test_captcha_config_trains_and_predicts_from_the_command_line(tmp_path):
     evaluation = events.read(tmp_path / "run" / "eval")
     assert {f"accuracy/char_{i}" for i in range(4)} | {"accuracy/all_heads", "loss/char_3"} \
         <= set(evaluation)
+    # base.gin's TensorBoard images, per head for the confusion matrices.
+    assert {f"confusion_matrix/char_{i}" for i in range(4)} | {"predictions"} <= set(evaluation)
     ImageCaptcha().write("2468", str(tmp_path / "2468.png"))
     predicted = run_cli(*arguments, "--mode=predict", f"--predict={tmp_path / '2468.png'}",
                         "--top_k=2")

@@ -1,0 +1,238 @@
+"""Benchmark: the framework's loop against keras.Model.fit on the same work.
+
+    python -m framework.bench --gin_file=gin/cnn.gin [--steps=300] [--repeats=3] \\
+        [--variants=fit,fit_spe,loop] [--output=bench.json]
+
+Builds the experiment a gin file describes (same model, data pipeline, global batch and
+optimizer) and trains it `--steps` timed steps after `--warmup_steps` untimed ones, once per
+variant and round, each in a fresh process, variants interleaved within a round:
+
+  fit           keras.Model.fit, steps_per_execution=1, no callbacks
+  fit_spe       keras.Model.fit, steps_per_execution = the config's steps_per_loop
+  loop          the framework's loop with the config's summaries and checkpoints
+  loop_scalars  the same with TensorBoard limited to scalars (what `Monitoring` costs)
+
+Reports medians over rounds, ratios to `fit` within each round (the machine is noisy),
+peak memory, time from process start to the end of the first training call, time from the
+last output line to process exit, and, for the loop, the share of step time spent waiting
+for input (the same steps on one cached batch, compared). Prints a table and writes JSON.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import gin
+import tensorflow as tf
+from absl import app, flags, logging
+
+from framework import config, registry
+from framework.data import training_batches
+from framework.errors import UserError
+from framework.experiment import Experiment
+from framework.hooks import Hook
+
+VARIANTS = ("fit", "fit_spe", "loop", "loop_scalars")
+RESULT_PREFIX = "BENCH_RESULT "
+
+GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files of the experiment.")
+BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
+STEPS = flags.DEFINE_integer("steps", 300, "Timed training steps per variant.")
+WARMUP = flags.DEFINE_integer("warmup_steps", None,
+                              "Untimed steps first (tracing); default: steps_per_loop.")
+REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds; variants alternate within a round.")
+VARIANT_LIST = flags.DEFINE_list("variants", ["fit", "fit_spe", "loop"],
+                                 f"Which of {', '.join(VARIANTS)}.")
+OUTPUT = flags.DEFINE_string("output", "bench.json", "Where the JSON results go.")
+WORKER = flags.DEFINE_enum("worker", None, VARIANTS, "Internal: run one variant and report.")
+LAUNCHED_AT = flags.DEFINE_float("launched_at", None, "Internal: the parent's launch time.")
+
+
+# -- one variant, in its own process ------------------------------------------------------
+
+class _Clock(Hook):
+    """Times the loop: the end of the first host call and of the warm-up."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.first_call, self.warm = warmup, None, None
+
+    def after_train_loop(self, experiment, step, loop):
+        now = time.perf_counter()
+        self.first_call = self.first_call or now
+        if step >= self.warmup and self.warm is None:
+            self.warm = (now, step)
+
+
+def _run_loop(experiment: Experiment, warmup: int) -> dict:
+    clock = _Clock(warmup)
+    experiment.hooks.append(clock)
+    experiment.train(evaluate=False)
+    experiment.summaries.close()
+    end = time.perf_counter()
+    warm_at, warm_step = clock.warm
+    seconds, steps = end - warm_at, experiment.train_steps - warm_step
+    return {"seconds": seconds, "steps": steps, "first_call_at": clock.first_call,
+            "input_wait_share": _input_wait_share(experiment, seconds / steps)}
+
+
+def _input_wait_share(experiment: Experiment, step_seconds: float) -> float:
+    """1 - (step time on one cached batch) / (step time on the real pipeline), floored at 0."""
+    one_batch = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
+                                 experiment.seed).take(1).cache().repeat()
+    iterator = iter(experiment.strategy.experimental_distribute_dataset(one_batch))
+    steps = min(STEPS.value, 100)
+    experiment.trainer.train(iterator, 1)
+    experiment.trainer.train_results()
+    start = time.perf_counter()
+    experiment.trainer.train(iterator, steps)
+    experiment.trainer.train_results()  # waits for the steps
+    cached = (time.perf_counter() - start) / steps
+    return max(0.0, 1.0 - cached / step_seconds)
+
+
+def _run_fit(experiment: Experiment, warmup: int, per_call: int) -> dict:
+    if experiment.info.heads or len(experiment.datasets) > 1:
+        raise UserError("The fit variants compare single-output models on one dataset.")
+    model = experiment.model
+    with experiment.strategy.scope():
+        model.compile(optimizer=experiment.optimizer, loss=experiment.loss_fn,
+                      steps_per_execution=per_call)
+    batches = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
+                               experiment.seed)
+    warmup = max(per_call, warmup - warmup % per_call)
+    timed = STEPS.value - STEPS.value % per_call
+    model.fit(batches, steps_per_epoch=per_call, epochs=1, verbose=0)
+    first_call = time.perf_counter()
+    if warmup > per_call:
+        model.fit(batches, steps_per_epoch=warmup - per_call, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(batches, steps_per_epoch=timed, epochs=1, verbose=0)
+    return {"seconds": time.perf_counter() - start, "steps": timed, "first_call_at": first_call}
+
+
+def worker(variant: str) -> None:
+    """Runs one variant and prints its figures as one JSON line."""
+    process_start = time.perf_counter() - (time.time() - (LAUNCHED_AT.value or time.time()))
+    registry.discover()
+    config.parse(GIN_FILES.value, BINDINGS.value)
+    steps_per_loop = Experiment().steps_per_loop  # reads gin, builds nothing
+    warmup = WARMUP.value or steps_per_loop
+    if variant.startswith("loop"):
+        gin.bind_parameter("Experiment.train_steps", warmup + STEPS.value)
+        gin.bind_parameter("Experiment.eval_every", None)
+    if variant == "loop_scalars":
+        for name in ("histogram_every", "images_at_eval", "graph", "model_summary", "hparams"):
+            gin.bind_parameter(f"Monitoring.{name}", None if name == "histogram_every" else False)
+    with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as model_dir:
+        experiment = Experiment()
+        experiment.build(model_dir)
+        if variant.startswith("loop"):
+            run = _run_loop(experiment, warmup)
+        else:
+            run = _run_fit(experiment, warmup, steps_per_loop if variant == "fit_spe" else 1)
+        result = {
+            "variant": variant,
+            "examples_per_second": run["steps"] * experiment.batch_size / run["seconds"],
+            "step_ms": 1000 * run["seconds"] / run["steps"],
+            "timed_steps": run["steps"],
+            "seconds_to_first_call_end": run["first_call_at"] - process_start,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **({"input_wait_share": run["input_wait_share"]} if "input_wait_share" in run
+               else {}),
+        }
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        if variant.startswith("loop"):
+            # As framework.main does: leave without TensorFlow's slow teardown (the
+            # experiment, still referenced here, is never destroyed).
+            sys.stderr.flush()
+            os._exit(0)  # pylint: disable=protected-access
+
+
+# -- the parent: rounds of fresh processes ------------------------------------------------
+
+def _launch(variant: str) -> dict:
+    launched = time.time()
+    command = [sys.executable, "-m", "framework.bench", f"--worker={variant}",
+               f"--launched_at={launched}", f"--steps={STEPS.value}",
+               *[f"--gin_file={f}" for f in GIN_FILES.value],
+               *[f"--gin_bindings={b}" for b in BINDINGS.value],
+               *([f"--warmup_steps={WARMUP.value}"] if WARMUP.value else [])]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = None
+    for line in process.stdout:
+        if line.startswith(RESULT_PREFIX):
+            result, last_line_at = json.loads(line[len(RESULT_PREFIX):]), time.time()
+    stderr = process.stderr.read()
+    process.wait()
+    if result is None or process.returncode != 0:
+        raise UserError(f"Benchmark variant {variant} failed (exit {process.returncode}):\n"
+                        + "\n".join(stderr.strip().splitlines()[-15:]))
+    result["seconds_last_output_to_exit"] = time.time() - last_line_at
+    return result
+
+
+def run_rounds(variants: list[str]) -> dict:
+    rounds = []
+    for number in range(REPEATS.value):
+        round_results = {variant: _launch(variant) for variant in variants}
+        baseline = round_results.get("fit")
+        for result in round_results.values():
+            if baseline:
+                result["ratio_to_fit"] = result["examples_per_second"] / baseline["examples_per_second"]
+        logging.info("round %d: %s", number + 1, {v: round(r["examples_per_second"])
+                                                 for v, r in round_results.items()})
+        rounds.append(round_results)
+    medians = {}
+    for variant in variants:
+        values = [r[variant] for r in rounds]
+        medians[variant] = {key: statistics.median(v[key] for v in values)
+                            for key in values[0] if isinstance(values[0][key], (int, float))
+                            and not isinstance(values[0][key], bool)}
+    return {"config": {"gin_files": GIN_FILES.value, "gin_bindings": BINDINGS.value,
+                       "steps": STEPS.value, "repeats": REPEATS.value,
+                       "cpus": os.cpu_count(), "tensorflow": tf.__version__},
+            "medians": medians, "rounds": rounds}
+
+
+def table(report: dict) -> str:
+    columns = [("examples_per_second", "ex/s", "{:.0f}"), ("ratio_to_fit", "× fit", "{:.2f}"),
+               ("step_ms", "ms/step", "{:.1f}"), ("peak_rss_mb", "peak MB", "{:.0f}"),
+               ("seconds_to_first_call_end", "start s", "{:.1f}"),
+               ("seconds_last_output_to_exit", "exit s", "{:.2f}"),
+               ("input_wait_share", "input wait", "{:.1%}")]
+    lines = [" | ".join(["variant", *[title for _, title, _ in columns]])]
+    for variant, values in report["medians"].items():
+        lines.append(" | ".join([variant, *[form.format(values[key]) if key in values else "-"
+                                            for key, _, form in columns]]))
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    if WORKER.value:
+        worker(WORKER.value)
+        return
+    unknown = set(VARIANT_LIST.value) - set(VARIANTS)
+    if unknown or not GIN_FILES.value:
+        print(f"error: pass --gin_file and --variants from {', '.join(VARIANTS)}",
+              file=sys.stderr)
+        sys.exit(2)
+    try:
+        report = run_rounds(VARIANT_LIST.value)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    with open(OUTPUT.value, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(table(report))
+    print(f"(medians of {REPEATS.value} rounds; JSON in {OUTPUT.value})")
+
+
+if __name__ == "__main__":
+    app.run(main)
