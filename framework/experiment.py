@@ -61,6 +61,9 @@ class Experiment:
       max_checkpoints_to_keep: the newest N checkpoints are kept.
       seed: seeds Python, NumPy, TensorFlow and Keras, and the per-epoch shuffles.
       deterministic: turn on TensorFlow's op determinism (slower; reproducible bit for bit).
+      intra_op_threads, inter_op_threads: TensorFlow's thread pools (threads inside one op,
+        ops run at once); None: TensorFlow's default. Only settable before TensorFlow runs
+        its first op (framework.main builds the Experiment first).
       clip_gradient_norm: clip the gradient by this global norm; None: no clipping.
       metrics: a callable returning a list of keras.metrics; None: by task (accuracy for
         classification, mean absolute error for regression).
@@ -99,6 +102,8 @@ class Experiment:
         max_checkpoints_to_keep=3,
         seed=42,
         deterministic=False,
+        intra_op_threads=None,
+        inter_op_threads=None,
         clip_gradient_norm=None,
         metrics=None,
         shuffle_buffer=None,
@@ -126,6 +131,11 @@ class Experiment:
         self.checkpoint_every, self.summary_every = checkpoint_every, summary_every
         self.max_checkpoints_to_keep, self.seed = max_checkpoints_to_keep, seed
         self.deterministic, self.clip_gradient_norm = deterministic, clip_gradient_norm
+        self.threads = {"intra_op": intra_op_threads, "inter_op": inter_op_threads}
+        for pool, threads in self.threads.items():
+            if threads is not None and (not isinstance(threads, int) or threads < 1):
+                raise UserError(f"Experiment.{pool}_threads must be a positive integer or "
+                                f"None, got {threads!r}.")
         self.metrics, self.shuffle_buffer = metrics, shuffle_buffer
         if best_checkpoint_mode not in ("max", "min"):
             raise UserError("Experiment.best_checkpoint_mode must be 'max' or 'min', got "
@@ -152,6 +162,7 @@ class Experiment:
 
         checkpoint: which one to restore: 'latest' or 'best'.
         """
+        self._set_thread_pools()
         # The strategy first: splitting the CPU into logical devices must precede any op.
         self.strategy = registry.build(self.plugins["strategy"]) or tf.distribute.get_strategy()
         if self.deterministic:
@@ -193,6 +204,21 @@ class Experiment:
         self.restored_from = self._restore(checkpoint)
         self.summaries = Summaries(model_dir, enabled=self.is_chief)
         self.monitor = Monitor(self.monitoring, self)
+
+    def _set_thread_pools(self) -> None:
+        setters = {"intra_op": tf.config.threading.set_intra_op_parallelism_threads,
+                   "inter_op": tf.config.threading.set_inter_op_parallelism_threads}
+        getters = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads,
+                   "inter_op": tf.config.threading.get_inter_op_parallelism_threads}
+        for pool, threads in self.threads.items():
+            if threads is None or getters[pool]() == threads:
+                continue
+            try:
+                setters[pool](threads)
+            except RuntimeError:
+                logging.warning("Experiment.%s_threads = %d ignored: TensorFlow already runs "
+                                "(it must be set before any op, e.g. first in the process).",
+                                pool, threads)
 
     def _dataset_schedule(self) -> np.ndarray | None:
         """With several datasets, the index of the dataset that feeds each step (a pure

@@ -283,10 +283,9 @@ class _ReferencesAsText:
 
 def _default(selector: str, parameter: str):
     try:
-        configurable = gin.config.ParsedBindingKey.parse(("", selector, parameter)).configurable
-        signature = inspect.signature(configurable.wrapped)
-        return signature.parameters[parameter].default
-    except (ValueError, KeyError, AttributeError, TypeError):
+        return inspect.signature(gin.config.get_configurable(selector)) \
+            .parameters[parameter].default
+    except (ValueError, KeyError, TypeError):
         return inspect.Parameter.empty
 
 
