@@ -19,12 +19,12 @@ def test_bench_compares_fit_and_the_loop_and_writes_json(tmp_path):
     output = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "framework.bench", "--gin_file=gin/mlp.gin", *TINY,
-         "--steps=4", "--warmup_steps=2", "--repeats=1", "--variants=fit,fit_spe,loop",
+         "--steps=4", "--warmup_steps=2", "--repeats=1", "--variants=fit,loop",
          f"--output={output}"],
         cwd=REPO, env=cli_environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(output.read_text())
-    assert set(report["medians"]) == {"fit", "fit_spe", "loop"}
+    assert set(report["medians"]) == {"fit", "loop"}
     for variant, values in report["medians"].items():
         assert values["examples_per_second"] > 0 and values["peak_rss_mb"] > 0, variant
         assert values["seconds_last_output_to_exit"] >= 0, variant
@@ -32,4 +32,4 @@ def test_bench_compares_fit_and_the_loop_and_writes_json(tmp_path):
     assert report["medians"]["fit"]["ratio_to_fit"] == 1.0
     assert 0.0 <= report["medians"]["loop"]["input_wait_share"] <= 1.0
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("variant | ex/s | × fit") and len(lines) == 5
+    assert lines[0].startswith("variant | ex/s | × fit") and len(lines) == 4
