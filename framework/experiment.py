@@ -62,8 +62,9 @@ class Experiment:
       seed: seeds Python, NumPy, TensorFlow and Keras, and the per-epoch shuffles.
       deterministic: turn on TensorFlow's op determinism (slower; reproducible bit for bit).
       intra_op_threads, inter_op_threads: TensorFlow's thread pools (threads inside one op,
-        ops run at once); None: TensorFlow's default. Only settable before TensorFlow runs
-        its first op (framework.main builds the Experiment first).
+        ops run at once); None: TensorFlow's default, which measured fastest here (see
+        BUILD_NOTES.md). Applied first in build(); ignored with a warning if TensorFlow has
+        already run an op in this process.
       clip_gradient_norm: clip the gradient by this global norm; None: no clipping.
       metrics: a callable returning a list of keras.metrics; None: by task (accuracy for
         classification, mean absolute error for regression).
