@@ -83,6 +83,7 @@ class Monitor:
         self.options, self.experiment = options, experiment
         self.summaries = experiment.summaries
         self._tracing = self._profiling = False
+        self._graph_due = options.graph  # the train loop's graph is exported once
         self._fixed_batches = {}
 
     # -- cadence ------------------------------------------------------------------
@@ -109,9 +110,9 @@ class Monitor:
         self._profile(step)
 
     def before_train_loop(self) -> None:
-        if self.options.graph and self.summaries.enabled and not hasattr(self, "_traced"):
+        if self._graph_due and self.summaries.enabled:
             tf.summary.trace_on(graph=True)
-            self._tracing = self._traced = True
+            self._tracing, self._graph_due = True, False
 
     def after_train_loop(self, step: int) -> None:
         if self._tracing:

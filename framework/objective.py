@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from framework.data import DatasetInfo
-from framework.metrics import ConfusionMatrix, default_metrics
+from framework.metrics import ConfusionMatrix
 
 
 @dataclasses.dataclass

@@ -4,7 +4,6 @@ import logging
 
 import gin
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from framework.data import Dataset, DatasetInfo
