@@ -7,15 +7,22 @@ Builds the experiment a gin file describes (same model, data pipeline, global ba
 optimizer) and trains it `--steps` timed steps after `--warmup_steps` untimed ones, once per
 variant and round, each in a fresh process, variants interleaved within a round:
 
-  fit           keras.Model.fit, steps_per_execution=1, no callbacks
-  fit_spe       keras.Model.fit, steps_per_execution = the config's steps_per_loop
-  loop          the framework's loop with the config's summaries and checkpoints
-  loop_scalars  the same with TensorBoard limited to scalars (what `Monitoring` costs)
+  fit             keras.Model.fit, steps_per_execution=1, no callbacks
+  fit_onednn_off  the same with oneDNN's kernels off: what a plain Keras script gets on
+                  a CPU without AVX-512 (the framework turns them on: framework/__init__.py)
+  fit_spe         keras.Model.fit, steps_per_execution = the config's steps_per_loop
+  loop            the framework's loop with the config's summaries and checkpoints
+  loop_scalars    the same with TensorBoard limited to scalars (what `Monitoring` costs)
+  feature_cache   for a model with a frozen feature extractor (the transfer configs): one
+                  epoch of the loop's training steps recomputing the features, and one on
+                  cached features (`python -m framework.bench_feature_cache` runs it on
+                  generated images)
 
 Reports medians over rounds, ratios to `fit` within each round (the machine is noisy),
 peak memory, time from process start to the end of the first training call, time from the
 last output line to process exit, and, for the loop, the share of step time spent waiting
-for input (the same steps on one cached batch, compared). Prints a table and writes JSON.
+for input (the same steps on batches already in memory, compared). Prints a table and
+writes JSON.
 """
 
 import json
@@ -37,7 +44,7 @@ from framework.errors import UserError
 from framework.experiment import Experiment
 from framework.hooks import Hook
 
-VARIANTS = ("fit", "fit_spe", "loop", "loop_scalars")
+VARIANTS = ("fit", "fit_onednn_off", "fit_spe", "loop", "loop_scalars", "feature_cache")
 RESULT_PREFIX = "BENCH_RESULT "
 
 GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files of the experiment.")
@@ -81,18 +88,51 @@ def _run_loop(experiment: Experiment, warmup: int) -> dict:
 
 
 def _input_wait_share(experiment: Experiment, step_seconds: float) -> float:
-    """1 - (step time on one cached batch) / (step time on the real pipeline), floored at 0."""
-    one_batch = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
-                                 experiment.seed).take(1).cache().repeat()
-    iterator = iter(experiment.strategy.experimental_distribute_dataset(one_batch))
+    """1 - (step time on batches held in memory) / (step time on the real pipeline),
+    floored at 0.
+
+    As many distinct batches as steps are timed (up to 100, more than the CPU's caches
+    hold), so that the comparison measures the pipeline, not a batch kept hot in cache.
+    """
     steps = min(STEPS.value, 100)
-    experiment.trainer.train(iterator, 1)
+    in_memory = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
+                                 experiment.seed).take(steps).cache().repeat()
+    iterator = iter(experiment.strategy.experimental_distribute_dataset(in_memory))
+    experiment.trainer.train(iterator, steps)  # fills the cache
     experiment.trainer.train_results()
     start = time.perf_counter()
     experiment.trainer.train(iterator, steps)
     experiment.trainer.train_results()  # waits for the steps
     cached = (time.perf_counter() - start) / steps
     return max(0.0, 1.0 - cached / step_seconds)
+
+
+def _run_feature_cache() -> dict:
+    """One epoch of training steps recomputing the frozen extractor's features, then one
+    on cached features (tracing and filling the cache excluded)."""
+    seconds = {}
+    for cache in (False, True):
+        gin.bind_parameter("Experiment.cache_features", cache)
+        with tempfile.TemporaryDirectory(prefix="bench-feature-cache-") as model_dir:
+            experiment = Experiment()
+            experiment.build(model_dir)
+            if cache and experiment.feature_caches is None:
+                raise UserError("The feature_cache variant needs a model with a frozen "
+                                "feature extractor and a dataset that allows caching (see "
+                                "Experiment.cache_features), as in gin/transfer_inception.gin.")
+            examples = experiment._examples("train")  # pylint: disable=protected-access  (fills the cache)
+            steps = max(1, experiment.info.train_size // experiment.batch_size)
+            iterator = iter(experiment.strategy.experimental_distribute_dataset(
+                training_batches(examples, experiment.batch_size, experiment.seed)))
+            experiment.trainer.train(iterator, 1)  # tracing
+            experiment.trainer.train_results()
+            start = time.perf_counter()
+            experiment.trainer.train(iterator, steps)
+            experiment.trainer.train_results()  # waits for the steps
+            seconds[cache] = time.perf_counter() - start
+    return {"variant": "feature_cache", "epoch_steps": steps,
+            "epoch_seconds_recomputing": seconds[False], "epoch_seconds_cached": seconds[True],
+            "cache_speedup": seconds[False] / seconds[True]}
 
 
 def _run_fit(experiment: Experiment, warmup: int, per_call: int) -> dict:
@@ -120,6 +160,9 @@ def worker(variant: str) -> None:
     process_start = time.perf_counter() - (time.time() - (LAUNCHED_AT.value or time.time()))
     registry.discover()
     config.parse(GIN_FILES.value, BINDINGS.value)
+    if variant == "feature_cache":
+        print(RESULT_PREFIX + json.dumps(_run_feature_cache()), flush=True)
+        return
     steps_per_loop = Experiment().steps_per_loop  # reads gin, builds nothing
     warmup = WARMUP.value or steps_per_loop
     if variant.startswith("loop"):
@@ -162,8 +205,10 @@ def _launch(variant: str) -> dict:
                *[f"--gin_file={f}" for f in GIN_FILES.value],
                *[f"--gin_bindings={b}" for b in BINDINGS.value],
                *([f"--warmup_steps={WARMUP.value}"] if WARMUP.value else [])]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           **({"TF_ENABLE_ONEDNN_OPTS": "0"} if variant == "fit_onednn_off" else {})}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                               text=True, env=env)
     result = None
     for line in process.stdout:
         if line.startswith(RESULT_PREFIX):
@@ -183,10 +228,9 @@ def run_rounds(variants: list[str]) -> dict:
         round_results = {variant: _launch(variant) for variant in variants}
         baseline = round_results.get("fit")
         for result in round_results.values():
-            if baseline:
+            if baseline and "examples_per_second" in result:
                 result["ratio_to_fit"] = result["examples_per_second"] / baseline["examples_per_second"]
-        logging.info("round %d: %s", number + 1, {v: round(r["examples_per_second"])
-                                                 for v, r in round_results.items()})
+        logging.info("round %d: %s", number + 1, round_results)
         rounds.append(round_results)
     medians = {}
     for variant in variants:
@@ -200,12 +244,20 @@ def run_rounds(variants: list[str]) -> dict:
             "medians": medians, "rounds": rounds}
 
 
+COLUMNS = [("examples_per_second", "ex/s", "{:.0f}"), ("ratio_to_fit", "× fit", "{:.2f}"),
+           ("step_ms", "ms/step", "{:.1f}"), ("peak_rss_mb", "peak MB", "{:.0f}"),
+           ("seconds_to_first_call_end", "start s", "{:.1f}"),
+           ("seconds_last_output_to_exit", "exit s", "{:.2f}"),
+           ("input_wait_share", "input wait", "{:.1%}"),
+           ("epoch_seconds_recomputing", "epoch s recomputing", "{:.3f}"),
+           ("epoch_seconds_cached", "epoch s cached", "{:.4f}"),
+           ("cache_speedup", "cache ×", "{:.0f}")]
+
+
 def table(report: dict) -> str:
-    columns = [("examples_per_second", "ex/s", "{:.0f}"), ("ratio_to_fit", "× fit", "{:.2f}"),
-               ("step_ms", "ms/step", "{:.1f}"), ("peak_rss_mb", "peak MB", "{:.0f}"),
-               ("seconds_to_first_call_end", "start s", "{:.1f}"),
-               ("seconds_last_output_to_exit", "exit s", "{:.2f}"),
-               ("input_wait_share", "input wait", "{:.1%}")]
+    """The medians, one row per variant, with the columns some variant has."""
+    columns = [column for column in COLUMNS
+               if any(column[0] in values for values in report["medians"].values())]
     lines = [" | ".join(["variant", *[title for _, title, _ in columns]])]
     for variant, values in report["medians"].items():
         lines.append(" | ".join([variant, *[form.format(values[key]) if key in values else "-"

@@ -46,9 +46,13 @@ class Trainer:
         skip_nonfinite_steps: bool = False,
         schedule=None,
         confusion_matrices: bool = False,
+        jit_compile: bool = False,
     ):
         """schedule: with several training iterators, the iterator index of every step.
-        confusion_matrices: evaluation also counts them (`eval_matrices`)."""
+        confusion_matrices: evaluation also counts them (`eval_matrices`).
+        jit_compile: compile each replica's forward and backward pass with XLA (the
+          optimizer update and the in-graph loop stay outside: `IteratorGetNext` has no
+          XLA kernel)."""
         self.strategy, self.model, self.objective = strategy, model, objective
         self.optimizer_groups, self.global_batch_size = optimizer_groups, global_batch_size
         self.global_step, self.clip_gradient_norm = global_step, clip_gradient_norm
@@ -67,6 +71,8 @@ class Trainer:
             self.first_nonfinite_step = tf.Variable(
                 -1, dtype=tf.int64, trainable=False,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self._compute_gradients = (tf.function(self._gradients, jit_compile=True)
+                                   if jit_compile else self._gradients)
         self._train_steps = tf.function(self._train_steps_fn)
         self._evaluate = tf.function(self._evaluate_fn)
 
@@ -100,7 +106,7 @@ class Trainer:
             # The update is decided in cross-replica context: a cond in replica context
             # cannot hold apply_gradients (it calls merge_call).
             nonfinite, gradients, outputs = self.strategy.run(
-                self._gradients, args=(features, labels))
+                self._compute_gradients, args=(features, labels))
             all_finite = self._all_replicas(nonfinite)
             if all_finite:
                 self.strategy.run(self._apply, args=(gradients, labels, outputs))
@@ -112,7 +118,7 @@ class Trainer:
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, nonfinite, axis=None) == 0.0
 
     def _train_step(self, features, labels):
-        nonfinite, gradients, outputs = self._gradients(features, labels)
+        nonfinite, gradients, outputs = self._compute_gradients(features, labels)
         self._apply(gradients, labels, outputs)
         return nonfinite
 
@@ -122,7 +128,7 @@ class Trainer:
         loss or any gradient is not finite (1.0) or is (0.0), and what the metrics need."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = self.model(features, training=True)
+            outputs = _float32(self.model(features, training=True))
             per_example_loss, head_losses = self.objective.losses(labels, outputs)
             loss = tf.nn.compute_average_loss(
                 per_example_loss, global_batch_size=self.global_batch_size)
@@ -192,10 +198,17 @@ class Trainer:
                 self.strategy.run(self._eval_step, args=batch)
 
     def _eval_step(self, features, labels):
-        outputs = self.model(features, training=False)
+        outputs = _float32(self.model(features, training=False))
         per_example_loss, head_losses = self.objective.losses(labels, outputs)
         self.objective.update(self.eval_metrics, labels, outputs, per_example_loss,
                               head_losses)
+
+
+def _float32(outputs):
+    """The model's outputs in float32: under a mixed-precision policy they come in
+    bfloat16, too coarse for losses and metrics. (A no-op in float32.)"""
+    return tf.nest.map_structure(
+        lambda t: t if t.dtype == tf.float32 else tf.cast(t, tf.float32), outputs)
 
 
 def _as_list(value) -> list:

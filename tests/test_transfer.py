@@ -194,16 +194,21 @@ def test_feature_cache_is_off_with_augmentation(tmp_path, caplog):
     assert experiment.trained_model is experiment.model
 
 
-def test_feature_cache_benchmark_runs():
+def test_feature_cache_benchmark_runs(tmp_path):
+    import json  # pylint: disable=import-outside-toplevel
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
     from helpers import cli_environment  # pylint: disable=import-outside-toplevel
+    output = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "framework.bench_feature_cache", "--images_per_class=15",
-         "--image_size=75"], cwd=REPO, env=cli_environment(), capture_output=True, text=True,
-        timeout=300)
+         "--image_size=75", f"--output={output}"], cwd=REPO, env=cli_environment(),
+        capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "cached features" in result.stdout and "x faster" in result.stdout
+    figures = json.loads(output.read_text())["medians"]["feature_cache"]
+    assert figures["epoch_steps"] == 30 // 20
+    assert figures["epoch_seconds_recomputing"] > 0 and figures["epoch_seconds_cached"] > 0
+    assert "epoch s recomputing | epoch s cached" in result.stdout
 
 
 def test_transfer_config_runs_on_a_three_class_folder(tmp_path):
