@@ -7,9 +7,9 @@ before its first op). Gin's global config is cleared around every test.
 
 import gin
 import pytest
-import tensorflow as tf
 
-from framework import registry
+from framework import registry  # first: the package sets TensorFlow's defaults before it loads
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -1,0 +1,61 @@
+"""Optional speed settings: XLA on the step function and a mixed-precision policy."""
+
+import gin
+import keras
+import numpy as np
+import pytest
+
+from framework.errors import UserError
+from framework.experiment import Experiment
+
+TINY_CNN = """
+Experiment.dataset = @datasets.synthetic
+Experiment.model = @models.cnn
+Experiment.loss = @losses.sparse_categorical_crossentropy
+Experiment.optimizer = @optimizers.sgd
+optimizers.sgd.learning_rate = 0.05
+Experiment.batch_size = 16
+Experiment.train_steps = 6
+Experiment.steps_per_loop = 3
+datasets.synthetic.input_shape = (10, 10, 1)
+datasets.synthetic.train_size = 96
+datasets.synthetic.eval_size = 32
+models.cnn.filters = 4
+models.cnn.dense_units = 8
+"""
+
+
+def trained(tmp_path, name, extra=""):
+    gin.clear_config()
+    gin.parse_config(TINY_CNN + extra)
+    experiment = Experiment()
+    results = experiment.run(str(tmp_path / name), "train_and_eval")
+    return experiment, results
+
+
+def test_jit_compiled_steps_compute_what_the_plain_steps_do(tmp_path):
+    plain, _ = trained(tmp_path, "plain")
+    compiled, _ = trained(tmp_path, "xla", "Experiment.jit_compile = True")
+    assert compiled.trainer._compute_gradients is not compiled.trainer._gradients  # pylint: disable=protected-access
+    for a, b in zip(plain.model.weights, compiled.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    gin.clear_config()
+    gin.parse_config(TINY_CNN)
+    untrained = Experiment()
+    untrained.build(str(tmp_path / "untrained"))  # same seed: the runs' initial weights
+    assert not np.allclose(untrained.model.weights[0].numpy(), compiled.model.weights[0].numpy())
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_and_keeps_float32_weights(tmp_path):
+    experiment, results = trained(tmp_path, "bf16", "Experiment.precision_policy = 'mixed_bfloat16'")
+    conv = experiment.model.layers[0]
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    assert np.isfinite(results["eval"]["loss"]) and results["step"] == 6
+    # Only the experiment's model: the process-wide policy is back to float32.
+    assert keras.config.dtype_policy().name == "float32"
+    assert keras.layers.Dense(2).compute_dtype == "float32"
+
+
+def test_mixed_float16_is_refused_with_the_alternative(tmp_path):
+    with pytest.raises(UserError, match="mixed_float16 needs loss scaling.*mixed_bfloat16"):
+        trained(tmp_path, "fp16", "Experiment.precision_policy = 'mixed_float16'")
