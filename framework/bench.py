@@ -13,6 +13,11 @@ variant and round, each in a fresh process, variants interleaved within a round:
   fit_spe         keras.Model.fit, steps_per_execution = the config's steps_per_loop
   loop            the framework's loop with the config's summaries and checkpoints
   loop_scalars    the same with TensorBoard limited to scalars (what `Monitoring` costs)
+  main_job        the whole main job, `python -m framework.main` with the config as it is:
+                  start to exit, evaluations, checkpoints and summaries included
+  fit_job         what a plain Keras script does for the same job: model.fit for the same
+                  epochs (eval_every steps each, validating after each) with a TensorBoard
+                  and a ModelCheckpoint callback, start to exit
   feature_cache   for a model with a frozen feature extractor (the transfer configs): one
                   epoch of the loop's training steps recomputing the features, and one on
                   cached features (`python -m framework.bench_feature_cache` runs it on
@@ -27,6 +32,7 @@ writes JSON.
 
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -35,21 +41,25 @@ import tempfile
 import time
 
 import gin
+import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
 from framework import config, registry
-from framework.data import training_batches
+from framework.data import evaluation_batches, training_batches
 from framework.errors import UserError
 from framework.experiment import Experiment
 from framework.hooks import Hook
+from framework.metrics import default_metrics
 
-VARIANTS = ("fit", "fit_onednn_off", "fit_spe", "loop", "loop_scalars", "feature_cache")
+VARIANTS = ("fit", "fit_onednn_off", "fit_spe", "loop", "loop_scalars", "main_job",
+            "fit_job", "feature_cache")
 RESULT_PREFIX = "BENCH_RESULT "
 
 GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files of the experiment.")
 BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
-STEPS = flags.DEFINE_integer("steps", 300, "Timed training steps per variant.")
+STEPS = flags.DEFINE_integer("steps", 300, "Timed training steps per variant (the *_job "
+                             "variants run the config's whole job instead).")
 WARMUP = flags.DEFINE_integer("warmup_steps", None,
                               "Untimed steps first (tracing); default: steps_per_loop.")
 REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds; variants alternate within a round.")
@@ -83,6 +93,10 @@ def _run_loop(experiment: Experiment, warmup: int) -> dict:
     end = time.perf_counter()
     warm_at, warm_step = clock.warm
     seconds, steps = end - warm_at, experiment.train_steps - warm_step
+    if steps == 0:
+        raise UserError(f"No step was timed: the loop ran {experiment.steps_per_loop} steps "
+                        "per call. Pass --steps and --warmup_steps of at least "
+                        "Experiment.steps_per_loop.")
     return {"seconds": seconds, "steps": steps, "first_call_at": clock.first_call,
             "input_wait_share": _input_wait_share(experiment, seconds / steps)}
 
@@ -155,13 +169,42 @@ def _run_fit(experiment: Experiment, warmup: int, per_call: int) -> dict:
     return {"seconds": time.perf_counter() - start, "steps": timed, "first_call_at": first_call}
 
 
+def _run_fit_job() -> dict:
+    """model.fit over the config's training steps in epochs of eval_every steps, with
+    validation after each and the two callbacks a Keras user adds for the same outputs."""
+    with tempfile.TemporaryDirectory(prefix="bench-fit-job-") as model_dir:
+        experiment = Experiment()
+        experiment.build(model_dir)
+        if experiment.info.heads or len(experiment.datasets) > 1 or not experiment.eval_every:
+            raise UserError("fit_job compares single-output models on one dataset, with "
+                            "Experiment.eval_every set (fit's epoch length).")
+        model = experiment.model
+        with experiment.strategy.scope():
+            model.compile(optimizer=experiment.optimizer, loss=experiment.loss_fn,
+                          metrics=default_metrics(experiment.info))
+        epochs = experiment.train_steps // experiment.eval_every
+        history = model.fit(
+            training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
+                             experiment.seed),
+            epochs=epochs, steps_per_epoch=experiment.eval_every, verbose=0,
+            validation_data=evaluation_batches(experiment._examples("eval"),  # pylint: disable=protected-access
+                                               experiment.batch_size),
+            callbacks=[keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
+                       keras.callbacks.ModelCheckpoint(
+                           os.path.join(model_dir, "epoch{epoch}.keras"))])
+    return {"variant": "fit_job", "trained_steps": epochs * experiment.eval_every,
+            **{f"final_eval_{name[4:]}": values[-1]
+               for name, values in history.history.items() if name.startswith("val_")}}
+
+
 def worker(variant: str) -> None:
     """Runs one variant and prints its figures as one JSON line."""
     process_start = time.perf_counter() - (time.time() - (LAUNCHED_AT.value or time.time()))
     registry.discover()
     config.parse(GIN_FILES.value, BINDINGS.value)
-    if variant == "feature_cache":
-        print(RESULT_PREFIX + json.dumps(_run_feature_cache()), flush=True)
+    if variant in ("feature_cache", "fit_job"):
+        run = _run_feature_cache if variant == "feature_cache" else _run_fit_job
+        print(RESULT_PREFIX + json.dumps(run()), flush=True)
         return
     steps_per_loop = Experiment().steps_per_loop  # reads gin, builds nothing
     warmup = WARMUP.value or steps_per_loop
@@ -200,25 +243,39 @@ def worker(variant: str) -> None:
 
 def _launch(variant: str) -> dict:
     launched = time.time()
-    command = [sys.executable, "-m", "framework.bench", f"--worker={variant}",
-               f"--launched_at={launched}", f"--steps={STEPS.value}",
-               *[f"--gin_file={f}" for f in GIN_FILES.value],
-               *[f"--gin_bindings={b}" for b in BINDINGS.value],
-               *([f"--warmup_steps={WARMUP.value}"] if WARMUP.value else [])]
+    gin_flags = [*[f"--gin_file={f}" for f in GIN_FILES.value],
+                 *[f"--gin_bindings={b}" for b in BINDINGS.value]]
+    scratch = tempfile.TemporaryDirectory(prefix="bench-main-job-")
+    if variant == "main_job":
+        command = [sys.executable, "-m", "framework.main", *gin_flags,
+                   f"--model_dir={scratch.name}"]
+    else:
+        command = [sys.executable, "-m", "framework.bench", f"--worker={variant}",
+                   f"--launched_at={launched}", f"--steps={STEPS.value}", *gin_flags,
+                   *([f"--warmup_steps={WARMUP.value}"] if WARMUP.value else [])]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
            **({"TF_ENABLE_ONEDNN_OPTS": "0"} if variant == "fit_onednn_off" else {})}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)
-    result = None
-    for line in process.stdout:
-        if line.startswith(RESULT_PREFIX):
-            result, last_line_at = json.loads(line[len(RESULT_PREFIX):]), time.time()
-    stderr = process.stderr.read()
-    process.wait()
+    with scratch:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env=env)
+        result, final = None, {}
+        for line in process.stdout:
+            last_line_at = time.time()
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX):])
+            elif match := re.match(r"final eval (\S+): (\S+) \(step (\d+)\)", line):
+                final[f"final_eval_{match[1]}"], final["trained_steps"] = float(match[2]), int(match[3])
+        stderr = process.stderr.read()
+        process.wait()
+    if variant == "main_job" and final:
+        result = {"variant": variant, **final}
     if result is None or process.returncode != 0:
         raise UserError(f"Benchmark variant {variant} failed (exit {process.returncode}):\n"
                         + "\n".join(stderr.strip().splitlines()[-15:]))
-    result["seconds_last_output_to_exit"] = time.time() - last_line_at
+    exited = time.time()
+    result["seconds_last_output_to_exit"] = exited - last_line_at
+    if variant.endswith("_job"):
+        result["job_seconds"] = exited - launched
     return result
 
 
@@ -226,10 +283,12 @@ def run_rounds(variants: list[str]) -> dict:
     rounds = []
     for number in range(REPEATS.value):
         round_results = {variant: _launch(variant) for variant in variants}
-        baseline = round_results.get("fit")
+        baseline, fit_job = round_results.get("fit"), round_results.get("fit_job")
         for result in round_results.values():
             if baseline and "examples_per_second" in result:
                 result["ratio_to_fit"] = result["examples_per_second"] / baseline["examples_per_second"]
+            if fit_job and "job_seconds" in result:
+                result["time_to_fit_job"] = result["job_seconds"] / fit_job["job_seconds"]
         logging.info("round %d: %s", number + 1, round_results)
         rounds.append(round_results)
     medians = {}
@@ -249,6 +308,9 @@ COLUMNS = [("examples_per_second", "ex/s", "{:.0f}"), ("ratio_to_fit", "× fit",
            ("seconds_to_first_call_end", "start s", "{:.1f}"),
            ("seconds_last_output_to_exit", "exit s", "{:.2f}"),
            ("input_wait_share", "input wait", "{:.1%}"),
+           ("job_seconds", "job s", "{:.1f}"), ("time_to_fit_job", "× fit_job time", "{:.2f}"),
+           ("trained_steps", "steps", "{:.0f}"),
+           ("final_eval_accuracy", "eval accuracy", "{:.4f}"),
            ("epoch_seconds_recomputing", "epoch s recomputing", "{:.3f}"),
            ("epoch_seconds_cached", "epoch s cached", "{:.4f}"),
            ("cache_speedup", "cache ×", "{:.0f}")]
@@ -267,15 +329,15 @@ def table(report: dict) -> str:
 
 def main(argv):
     del argv
-    if WORKER.value:
-        worker(WORKER.value)
-        return
     unknown = set(VARIANT_LIST.value) - set(VARIANTS)
     if unknown or not GIN_FILES.value:
         print(f"error: pass --gin_file and --variants from {', '.join(VARIANTS)}",
               file=sys.stderr)
         sys.exit(2)
     try:
+        if WORKER.value:
+            worker(WORKER.value)
+            return
         report = run_rounds(VARIANT_LIST.value)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -5,6 +5,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from framework import bench, config
+from framework.errors import UserError
 from helpers import REPO, cli_environment
 
 TINY = ["--gin_bindings=Experiment.dataset = @datasets.synthetic",
@@ -12,24 +16,40 @@ TINY = ["--gin_bindings=Experiment.dataset = @datasets.synthetic",
         "--gin_bindings=datasets.synthetic.input_shape = (8, 8, 1)",
         "--gin_bindings=models.mlp.hidden_units = (8,)",
         "--gin_bindings=Experiment.model = @models.mlp",
-        "--gin_bindings=Experiment.steps_per_loop = 2"]
+        "--gin_bindings=Experiment.steps_per_loop = 2",
+        "--gin_bindings=Experiment.train_steps = 20",  # the *_job variants' whole job
+        "--gin_bindings=Experiment.eval_every = 10"]
 
 
-def test_bench_compares_fit_and_the_loop_and_writes_json(tmp_path):
+def test_bench_compares_fit_and_the_loop_and_whole_jobs_and_writes_json(tmp_path):
     output = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "framework.bench", "--gin_file=gin/mlp.gin", *TINY,
-         "--steps=4", "--warmup_steps=2", "--repeats=1", "--variants=fit,loop",
+         "--steps=4", "--warmup_steps=2", "--repeats=1", "--variants=fit,loop,main_job,fit_job",
          f"--output={output}"],
         cwd=REPO, env=cli_environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(output.read_text())
-    assert set(report["medians"]) == {"fit", "loop"}
-    for variant, values in report["medians"].items():
+    medians = report["medians"]
+    assert set(medians) == {"fit", "loop", "main_job", "fit_job"}
+    for variant in ("fit", "loop"):
+        values = medians[variant]
         assert values["examples_per_second"] > 0 and values["peak_rss_mb"] > 0, variant
         assert values["seconds_last_output_to_exit"] >= 0, variant
         assert values["timed_steps"] == 4, variant
-    assert report["medians"]["fit"]["ratio_to_fit"] == 1.0
-    assert 0.0 <= report["medians"]["loop"]["input_wait_share"] <= 1.0
+    assert medians["fit"]["ratio_to_fit"] == 1.0
+    assert 0.0 <= medians["loop"]["input_wait_share"] <= 1.0
+    for variant in ("main_job", "fit_job"):  # the same job: 2 epochs of 10 steps
+        values = medians[variant]
+        assert values["trained_steps"] == 20 and 0.0 <= values["final_eval_accuracy"] <= 1.0
+        assert values["job_seconds"] > values["seconds_last_output_to_exit"] >= 0
+    assert medians["fit_job"]["time_to_fit_job"] == 1.0
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("variant | ex/s | × fit") and len(lines) == 4
+    assert lines[0].startswith("variant | ex/s | × fit") and "job s" in lines[0]
+    assert len(lines) == 6
+
+
+def test_feature_cache_variant_needs_a_frozen_feature_extractor():
+    config.parse(["gin/mlp.gin"], [b.split("=", 1)[1] for b in TINY])
+    with pytest.raises(UserError, match="needs a model with a frozen feature extractor"):
+        bench._run_feature_cache()  # pylint: disable=protected-access
