@@ -182,16 +182,66 @@ def training_batches(
       start_step: the global step the stream starts at.
       shuffle_buffer: examples in the shuffle buffer; None shuffles the whole epoch.
       num_steps: batches in the stream; None: endless. A run should pass the steps it has
-        left: an endless stream keeps prefetching past the last step (into the next
-        epoch's shuffle buffer), and destroying its iterator then waits for that work
-        (20-40 s seen at the end of the Fashion-MNIST CNN run).
+        left: destroying an iterator that has not reached its end waits for tf.data's
+        autotuning thread, which sleeps up to 60 s between rounds (the 20-40 s stall once
+        seen at the end of the Fashion-MNIST CNN run). Streams without augmentation or a
+        shuffle buffer do not autotune, so they never stall.
       augment: the dataset's `augment` (see `Dataset`), or None.
     """
+    per_epoch = steps_per_epoch(examples, global_batch_size)
+    start_epoch, offset = divmod(start_step, per_epoch)
+    gathered = augment is None and shuffle_buffer is None
+    if gathered:
+        batches = _gathered_epochs(examples, global_batch_size, seed, per_epoch, start_epoch)
+    else:
+        batches = _shuffled_epochs(examples, global_batch_size, seed, shuffle_buffer, augment,
+                                   per_epoch, start_epoch)
+    batches = batches.skip(offset)
+    if num_steps is not None:
+        batches = batches.take(num_steps)
+    if not gathered:
+        return batches.prefetch(tf.data.AUTOTUNE)
+    # Nothing to tune here, and without tf.data's autotuning thread the iterator is
+    # destroyed at once (see num_steps).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return batches.prefetch(2).with_options(options)
+
+
+def _gathered_epochs(examples, global_batch_size, seed, per_epoch, start_epoch,
+                     batches_per_gather=64):
+    """Batches gathered from every example held as one tensor per component, in the order
+    of a seeded permutation per epoch, `batches_per_gather` batches per gather op.
+
+    A few ops per 64 batches instead of a shuffle buffer and a batch op handling each
+    example: 0.1-0.2 ms of CPU per batch instead of 0.2-0.7 ms for Fashion-MNIST at batch
+    32-128, CPU the training step would otherwise share on 2 cores (BUILD_NOTES.md).
+    """
+    whole = examples.batch(2**31).get_single_element()  # one tensor per component
+    size = int(tf.nest.flatten(whole)[0].shape[0])
+    used = per_epoch * global_batch_size
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(size, dtype=tf.int64), seed=tf.stack([epoch_seed(seed, epoch), 0]))
+        return tf.data.Dataset.from_tensor_slices(
+            tf.reshape(order[:used], [per_epoch, global_batch_size])).batch(batches_per_gather)
+
+    def gathered_batches(indices):  # [batches, global_batch_size] -> that many batches
+        return tf.data.Dataset.from_tensor_slices(
+            tf.nest.map_structure(lambda component: tf.gather(component, indices), whole))
+
+    return (tf.data.Dataset.range(start_epoch, tf.int64.max).flat_map(one_epoch)
+            .flat_map(gathered_batches))
+
+
+def _shuffled_epochs(examples, global_batch_size, seed, shuffle_buffer, augment, per_epoch,
+                     start_epoch):
+    """Batches of a shuffle buffer over the cached examples, each example augmented with
+    its own seed (made from the run's seed, the epoch and the example's index)."""
     if augment is not None:
         examples = examples.enumerate()  # the index seeds the example's augmentation
     examples = examples.cache()  # decode once; later epochs read memory
-    per_epoch = steps_per_epoch(examples, global_batch_size)
-    start_epoch, offset = divmod(start_step, per_epoch)
     buffer = shuffle_buffer or per_epoch * global_batch_size + global_batch_size
 
     def one_epoch(epoch):
@@ -202,11 +252,7 @@ def training_batches(
             shuffled = shuffled.map(augment_example, num_parallel_calls=tf.data.AUTOTUNE)
         return shuffled.batch(global_batch_size, drop_remainder=True)
 
-    batches = tf.data.Dataset.range(start_epoch, tf.int64.max).flat_map(one_epoch)
-    batches = batches.skip(offset)
-    if num_steps is not None:
-        batches = batches.take(num_steps)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.range(start_epoch, tf.int64.max).flat_map(one_epoch)
 
 
 def evaluation_batches(examples: tf.data.Dataset, global_batch_size: int) -> tf.data.Dataset:
