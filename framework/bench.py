@@ -91,6 +91,7 @@ def _run_loop(experiment: Experiment, warmup: int) -> dict:
     experiment.train(evaluate=False)
     experiment.summaries.close()
     end = time.perf_counter()
+    peak_rss_mb = _peak_rss_mb()  # before the input-wait measurement builds its own stream
     warm_at, warm_step = clock.warm
     seconds, steps = end - warm_at, experiment.train_steps - warm_step
     if steps == 0:
@@ -98,7 +99,11 @@ def _run_loop(experiment: Experiment, warmup: int) -> dict:
                         "per call. Pass --steps and --warmup_steps of at least "
                         "Experiment.steps_per_loop.")
     return {"seconds": seconds, "steps": steps, "first_call_at": clock.first_call,
-            "input_wait_share": _input_wait_share(experiment, seconds / steps)}
+            "peak_rss_mb": peak_rss_mb, "input_wait_share": _input_wait_share(experiment, seconds / steps)}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _input_wait_share(experiment: Experiment, step_seconds: float) -> float:
@@ -227,7 +232,7 @@ def worker(variant: str) -> None:
             "step_ms": 1000 * run["seconds"] / run["steps"],
             "timed_steps": run["steps"],
             "seconds_to_first_call_end": run["first_call_at"] - process_start,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": run.get("peak_rss_mb") or _peak_rss_mb(),
             **({"input_wait_share": run["input_wait_share"]} if "input_wait_share" in run
                else {}),
         }
@@ -289,7 +294,9 @@ def run_rounds(variants: list[str]) -> dict:
                 result["ratio_to_fit"] = result["examples_per_second"] / baseline["examples_per_second"]
             if fit_job and "job_seconds" in result:
                 result["time_to_fit_job"] = result["job_seconds"] / fit_job["job_seconds"]
-        logging.info("round %d: %s", number + 1, round_results)
+        logging.info("round %d: %s", number + 1, {
+            variant: round(result.get("examples_per_second", result.get("job_seconds", 0)), 1)
+            for variant, result in round_results.items()})
         rounds.append(round_results)
     medians = {}
     for variant in variants:

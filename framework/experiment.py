@@ -433,9 +433,10 @@ class Experiment:
         logging.info("Training from step %d to %d%s.", start, self.train_steps,
                      f" (resumed from {self.restored_from})" if self.restored_from else "")
         self._write_config()
-        # Kept on the Experiment: destroying these iterators after a long run can block for
-        # 20-40 s inside tf.data's iterator destructor (seen after 5 epochs of the CNN),
-        # which would delay the final evaluation. main() exits without destroying them.
+        # Kept on the Experiment: destroying an autotuned iterator (augmented data) before
+        # its end waits for tf.data's autotuning thread, which sleeps up to 60 s (see
+        # training_batches); that would delay the final evaluation. main() exits without
+        # destroying them.
         self._train_iterators = iterators = self._training_iterators(start)
         for hook in self.hooks:
             hook.begin(self)

@@ -115,8 +115,8 @@ def run(argv) -> Experiment | None:
 def main(argv):
     status = 0
     try:
-        # Held until the process ends: releasing a trained Experiment can block for tens
-        # of seconds inside tf.data's iterator destructor (seen after 5 epochs of the CNN).
+        # Held until the process ends: destroying a tf.data iterator that autotunes (an
+        # augmented stream) waits for the autotuning thread's sleep, up to 60 s.
         experiment = run(argv)
         status = experiment.exit_status if experiment else 0
     except UserError as error:
