@@ -8,8 +8,9 @@ optimizer) and trains it `--steps` timed steps after `--warmup_steps` untimed on
 variant and round, each in a fresh process, variants interleaved within a round:
 
   fit             keras.Model.fit, steps_per_execution=1, no callbacks
-  fit_onednn_off  the same with oneDNN's kernels off: what a plain Keras script gets on
-                  a CPU without AVX-512 (the framework turns them on: framework/__init__.py)
+  fit_plain       keras.Model.fit as a plain Keras script runs it: TensorFlow's own
+                  defaults (oneDNN off on CPUs without AVX-512; the framework turns it on,
+                  see framework/__init__.py) and the classic per-example shuffle + batch
   fit_spe         keras.Model.fit, steps_per_execution = the config's steps_per_loop
   loop            the framework's loop with the config's summaries and checkpoints
   loop_scalars    the same with TensorBoard limited to scalars (what `Monitoring` costs)
@@ -52,7 +53,7 @@ from framework.experiment import Experiment
 from framework.hooks import Hook
 from framework.metrics import default_metrics
 
-VARIANTS = ("fit", "fit_onednn_off", "fit_spe", "loop", "loop_scalars", "main_job",
+VARIANTS = ("fit", "fit_plain", "fit_spe", "loop", "loop_scalars", "main_job",
             "fit_job", "feature_cache")
 RESULT_PREFIX = "BENCH_RESULT "
 
@@ -154,7 +155,8 @@ def _run_feature_cache() -> dict:
             "cache_speedup": seconds[False] / seconds[True]}
 
 
-def _run_fit(experiment: Experiment, warmup: int, per_call: int) -> dict:
+def _run_fit(experiment: Experiment, warmup: int, per_call: int, plain: bool = False) -> dict:
+    """plain: the classic pipeline (a shuffle buffer of the whole epoch, then batch)."""
     if experiment.info.heads or len(experiment.datasets) > 1:
         raise UserError("The fit variants compare single-output models on one dataset.")
     model = experiment.model
@@ -162,7 +164,8 @@ def _run_fit(experiment: Experiment, warmup: int, per_call: int) -> dict:
         model.compile(optimizer=experiment.optimizer, loss=experiment.loss_fn,
                       steps_per_execution=per_call)
     batches = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
-                               experiment.seed)
+                               experiment.seed,
+                               shuffle_buffer=experiment.info.train_size if plain else None)
     warmup = max(per_call, warmup - warmup % per_call)
     timed = STEPS.value - STEPS.value % per_call
     model.fit(batches, steps_per_epoch=per_call, epochs=1, verbose=0)
@@ -225,7 +228,8 @@ def worker(variant: str) -> None:
         if variant.startswith("loop"):
             run = _run_loop(experiment, warmup)
         else:
-            run = _run_fit(experiment, warmup, steps_per_loop if variant == "fit_spe" else 1)
+            run = _run_fit(experiment, warmup, steps_per_loop if variant == "fit_spe" else 1,
+                           plain=variant == "fit_plain")
         result = {
             "variant": variant,
             "examples_per_second": run["steps"] * experiment.batch_size / run["seconds"],
@@ -259,7 +263,7 @@ def _launch(variant: str) -> dict:
                    f"--launched_at={launched}", f"--steps={STEPS.value}", *gin_flags,
                    *([f"--warmup_steps={WARMUP.value}"] if WARMUP.value else [])]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           **({"TF_ENABLE_ONEDNN_OPTS": "0"} if variant == "fit_onednn_off" else {})}
+           **({"TF_ENABLE_ONEDNN_OPTS": "0"} if variant == "fit_plain" else {})}
     with scratch:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, env=env)
