@@ -27,12 +27,13 @@ variant and round, each in a fresh process, variants interleaved within a round:
 Reports medians over rounds, ratios to `fit` within each round (the machine is noisy),
 peak memory, time from process start to the end of the first training call, time from the
 last output line to process exit, and, for the loop, the share of step time spent waiting
-for input (the same steps on batches already in memory, compared). Prints a table and
+for input (time inside `IteratorGetNext` in a profiler trace of more steps). Prints a table and
 writes JSON.
 """
 
 import json
 import os
+import pathlib
 import re
 import resource
 import statistics
@@ -45,6 +46,7 @@ import gin
 import keras
 import tensorflow as tf
 from absl import app, flags, logging
+from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the profiler's trace format
 
 from framework import config, registry
 from framework.data import evaluation_batches, training_batches
@@ -100,31 +102,45 @@ def _run_loop(experiment: Experiment, warmup: int) -> dict:
                         "per call. Pass --steps and --warmup_steps of at least "
                         "Experiment.steps_per_loop.")
     return {"seconds": seconds, "steps": steps, "first_call_at": clock.first_call,
-            "peak_rss_mb": peak_rss_mb, "input_wait_share": _input_wait_share(experiment, seconds / steps)}
+            "peak_rss_mb": peak_rss_mb, "input_wait_share": _input_wait_share(experiment)}
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _input_wait_share(experiment: Experiment, step_seconds: float) -> float:
-    """1 - (step time on batches held in memory) / (step time on the real pipeline),
-    floored at 0.
-
-    As many distinct batches as steps are timed (up to 100, more than the CPU's caches
-    hold), so that the comparison measures the pipeline, not a batch kept hot in cache.
-    """
+def _input_wait_share(experiment: Experiment) -> float:
+    """The share of the loop's time spent inside `IteratorGetNext` (the step blocked on its
+    input: waiting for the pipeline and taking the batch), from TensorFlow's profiler over
+    up to 100 more steps of the same stream (the input-pipeline analysis of TensorBoard's
+    profile tab, computed here from the trace)."""
     steps = min(STEPS.value, 100)
-    in_memory = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
-                                 experiment.seed).take(steps).cache().repeat()
-    iterator = iter(experiment.strategy.experimental_distribute_dataset(in_memory))
-    experiment.trainer.train(iterator, steps)  # fills the cache
+    batches = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
+                               experiment.seed, shuffle_buffer=experiment.shuffle_buffer,
+                               num_steps=steps + 1, augment=experiment.dataset.augment)
+    iterator = iter(experiment.strategy.experimental_distribute_dataset(batches))
+    experiment.trainer.train(iterator, 1)  # the stream warms up outside the trace
     experiment.trainer.train_results()
-    start = time.perf_counter()
-    experiment.trainer.train(iterator, steps)
-    experiment.trainer.train_results()  # waits for the steps
-    cached = (time.perf_counter() - start) / steps
-    return max(0.0, 1.0 - cached / step_seconds)
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as logdir:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        experiment.trainer.train(iterator, steps)
+        experiment.trainer.train_results()  # waits for the steps
+        seconds = time.perf_counter() - start
+        tf.profiler.experimental.stop()
+        waited_ps = sum(duration for path in pathlib.Path(logdir).rglob("*.xplane.pb")
+                        for duration in _event_durations_ps(path, "IteratorGetNextOp::DoCompute"))
+    return waited_ps / 1e12 / seconds
+
+
+def _event_durations_ps(path: pathlib.Path, name: str):
+    """Durations (picoseconds) of the trace events called `name` in a profile file."""
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(path.read_bytes())
+    for plane in space.planes:
+        ids = {key for key, metadata in plane.event_metadata.items() if metadata.name == name}
+        for line in plane.lines:
+            yield from (event.duration_ps for event in line.events if event.metadata_id in ids)
 
 
 def _run_feature_cache() -> dict:
