@@ -18,4 +18,4 @@ train: install
 	$(PYTHON) -m framework.main --gin_file=gin/cnn.gin
 
 test: install
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n 2 tests

@@ -27,8 +27,8 @@ variant and round, each in a fresh process, variants interleaved within a round:
 Reports medians over rounds, ratios to `fit` within each round (the machine is noisy),
 peak memory, time from process start to the end of the first training call, time from the
 last output line to process exit, and, for the loop, the share of step time spent waiting
-for input (time inside `IteratorGetNext` in a profiler trace of more steps). Prints a table and
-writes JSON.
+for input (time inside `IteratorGetNext` in a profiler trace of more steps). Prints a table
+and writes JSON.
 """
 
 import json
@@ -270,6 +270,7 @@ def _launch(variant: str) -> dict:
     launched = time.time()
     gin_flags = [*[f"--gin_file={f}" for f in GIN_FILES.value],
                  *[f"--gin_bindings={b}" for b in BINDINGS.value]]
+    # main_job's model_dir; the workers make their own.
     scratch = tempfile.TemporaryDirectory(prefix="bench-main-job-")
     if variant == "main_job":
         command = [sys.executable, "-m", "framework.main", *gin_flags,
@@ -289,7 +290,8 @@ def _launch(variant: str) -> dict:
             if line.startswith(RESULT_PREFIX):
                 result = json.loads(line[len(RESULT_PREFIX):])
             elif match := re.match(r"final eval (\S+): (\S+) \(step (\d+)\)", line):
-                final[f"final_eval_{match[1]}"], final["trained_steps"] = float(match[2]), int(match[3])
+                final[f"final_eval_{match[1]}"] = float(match[2])
+                final["trained_steps"] = int(match[3])
         stderr = process.stderr.read()
         process.wait()
     if variant == "main_job" and final:

@@ -194,21 +194,15 @@ def test_feature_cache_is_off_with_augmentation(tmp_path, caplog):
     assert experiment.trained_model is experiment.model
 
 
-def test_feature_cache_benchmark_runs(tmp_path):
-    import json  # pylint: disable=import-outside-toplevel
-    import subprocess  # pylint: disable=import-outside-toplevel
-    import sys  # pylint: disable=import-outside-toplevel
-    from helpers import cli_environment  # pylint: disable=import-outside-toplevel
-    output = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "framework.bench_feature_cache", "--images_per_class=15",
-         "--image_size=75", f"--output={output}"], cwd=REPO, env=cli_environment(),
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(output.read_text())["medians"]["feature_cache"]
-    assert figures["epoch_steps"] == 30 // 20
+def test_feature_cache_benchmark_times_an_epoch_both_ways(tmp_path):
+    from framework import bench  # pylint: disable=import-outside-toplevel
+    experiment = transfer_experiment(tmp_path)  # writes the images, parses the config
+    figures = bench._run_feature_cache()  # pylint: disable=protected-access
+    train_size = registry.build(experiment.plugins["dataset"]).info.train_size
+    assert figures["epoch_steps"] == train_size // 8 >= 1
     assert figures["epoch_seconds_recomputing"] > 0 and figures["epoch_seconds_cached"] > 0
-    assert "epoch s recomputing | epoch s cached" in result.stdout
+    assert figures["cache_speedup"] == pytest.approx(
+        figures["epoch_seconds_recomputing"] / figures["epoch_seconds_cached"])
 
 
 def test_transfer_config_runs_on_a_three_class_folder(tmp_path):
