@@ -87,9 +87,9 @@ class Experiment:
         (in turn) or 'weighted' (drawn at random, seeded, with `dataset_weights`).
       dataset_weights: one non-negative weight per dataset, for 'weighted'.
       jit_compile: compile each step's forward and backward pass with XLA. Off by
-        default: 0.45x on this 2-core CPU (BUILD_NOTES.md); try it on a GPU.
+        default: 0.67x on this 2-core CPU (BUILD_NOTES.md); try it on a GPU.
       precision_policy: 'float32', or 'mixed_bfloat16' (layers compute in bfloat16, keep
-        float32 variables; losses and metrics stay float32). Off by default: 0.2x on a
+        float32 variables; losses and metrics stay float32). Off by default: 0.12x on a
         CPU without bfloat16 units; a win on recent GPUs and TPUs.
     """
 
