@@ -115,22 +115,33 @@ def _input_wait_share(experiment: Experiment) -> float:
     up to 100 more steps of the same stream (the input-pipeline analysis of TensorBoard's
     profile tab, computed here from the trace)."""
     steps = min(STEPS.value, 100)
-    batches = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
-                               experiment.seed, shuffle_buffer=experiment.shuffle_buffer,
-                               num_steps=steps + 1, augment=experiment.dataset.augment)
-    iterator = iter(experiment.strategy.experimental_distribute_dataset(batches))
-    experiment.trainer.train(iterator, 1)  # the stream warms up outside the trace
-    experiment.trainer.train_results()
+    iterator = _warm_iterator(experiment, steps)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as logdir:
         tf.profiler.experimental.start(logdir)
-        start = time.perf_counter()
-        experiment.trainer.train(iterator, steps)
-        experiment.trainer.train_results()  # waits for the steps
-        seconds = time.perf_counter() - start
+        seconds = _seconds_for(experiment, iterator, steps)
         tf.profiler.experimental.stop()
         waited_ps = sum(duration for path in pathlib.Path(logdir).rglob("*.xplane.pb")
                         for duration in _event_durations_ps(path, "IteratorGetNextOp::DoCompute"))
     return waited_ps / 1e12 / seconds
+
+
+def _warm_iterator(experiment: Experiment, steps: int):
+    """An iterator over `steps` + 1 batches of the experiment's own training stream, the
+    first already trained on (tracing and the stream's start stay out of any timing)."""
+    batches = training_batches(experiment._examples("train"), experiment.batch_size,  # pylint: disable=protected-access
+                               experiment.seed, shuffle_buffer=experiment.shuffle_buffer,
+                               num_steps=steps + 1, augment=experiment.dataset.augment)
+    iterator = iter(experiment.strategy.experimental_distribute_dataset(batches))
+    _seconds_for(experiment, iterator, 1)
+    return iterator
+
+
+def _seconds_for(experiment: Experiment, iterator, steps: int) -> float:
+    """Wall seconds of `steps` training steps, until their results are read back."""
+    start = time.perf_counter()
+    experiment.trainer.train(iterator, steps)
+    experiment.trainer.train_results()  # waits for the steps
+    return time.perf_counter() - start
 
 
 def _event_durations_ps(path: pathlib.Path, name: str):
@@ -156,16 +167,9 @@ def _run_feature_cache() -> dict:
                 raise UserError("The feature_cache variant needs a model with a frozen "
                                 "feature extractor and a dataset that allows caching (see "
                                 "Experiment.cache_features), as in gin/transfer_inception.gin.")
-            examples = experiment._examples("train")  # pylint: disable=protected-access  (fills the cache)
             steps = max(1, experiment.info.train_size // experiment.batch_size)
-            iterator = iter(experiment.strategy.experimental_distribute_dataset(
-                training_batches(examples, experiment.batch_size, experiment.seed)))
-            experiment.trainer.train(iterator, 1)  # tracing
-            experiment.trainer.train_results()
-            start = time.perf_counter()
-            experiment.trainer.train(iterator, steps)
-            experiment.trainer.train_results()  # waits for the steps
-            seconds[cache] = time.perf_counter() - start
+            iterator = _warm_iterator(experiment, steps)  # fills the feature cache first
+            seconds[cache] = _seconds_for(experiment, iterator, steps)
     return {"variant": "feature_cache", "epoch_steps": steps,
             "epoch_seconds_recomputing": seconds[False], "epoch_seconds_cached": seconds[True],
             "cache_speedup": seconds[False] / seconds[True]}
