@@ -9,8 +9,9 @@ variant and round, each in a fresh process, variants interleaved within a round:
 
   fit             keras.Model.fit, steps_per_execution=1, no callbacks
   fit_plain       keras.Model.fit as a plain Keras script runs it: TensorFlow's own
-                  defaults (oneDNN off on CPUs without AVX-512; the framework turns it on,
-                  see framework/__init__.py) and the classic per-example shuffle + batch
+                  defaults (oneDNN only on CPUs with AVX-512 VNNI/BF16 or AMX, where the
+                  framework turns it on everywhere, see framework/__init__.py; float32)
+                  and the classic per-example shuffle + batch
   fit_spe         keras.Model.fit, steps_per_execution = the config's steps_per_loop
   loop            the framework's loop with the config's summaries and checkpoints
   loop_scalars    the same with TensorBoard limited to scalars (what `Monitoring` costs)
@@ -26,9 +27,11 @@ variant and round, each in a fresh process, variants interleaved within a round:
 
 Reports medians over rounds, ratios to `fit` within each round (the machine is noisy),
 peak memory, time from process start to the end of the first training call, time from the
-last output line to process exit, and, for the loop, the share of step time spent waiting
-for input (time inside `IteratorGetNext` in a profiler trace of more steps). Prints a table
-and writes JSON.
+last output line to process exit, the training GFLOP/s (TensorFlow's profiler counts the
+forward pass; training is taken as 3x that) as a share of the FP32 peak (what a large
+float32 matmul reaches on the same machine), and, for the loop, the share of step time
+spent waiting for input (time inside `IteratorGetNext` in a profiler trace of more steps).
+Prints a table and writes JSON.
 """
 
 import json
@@ -48,7 +51,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the profiler's trace format
 
-from framework import config, registry
+from framework import config, hardware, registry
 from framework.data import evaluation_batches, training_batches
 from framework.errors import UserError
 from framework.experiment import Experiment
@@ -154,6 +157,37 @@ def _event_durations_ps(path: pathlib.Path, name: str):
             yield from (event.duration_ps for event in line.events if event.metadata_id in ids)
 
 
+def _training_flops_per_example(model: keras.Model) -> float | None:
+    """Floating-point operations of one training example: 3 x its forward pass as
+    TensorFlow's profiler counts it (convolutions, matrix products, bias adds), the
+    backward pass costing about two forward passes. None where the model cannot be traced
+    for a single example."""
+    spec = [tf.TensorSpec([1, *x.shape[1:]], x.dtype) for x in model.inputs]
+    try:
+        graph = tf.function(lambda *x: model(x[0] if len(x) == 1 else list(x))
+                            ).get_concrete_function(*spec).graph
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        forward = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+    except (TypeError, ValueError):
+        return None
+    return 3.0 * forward or None
+
+
+def fp32_matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
+    """The float32 rate a large matrix product reaches on this machine: the practical peak
+    against which the variants' GFLOP/s are compared (the nominal peak, cores x clock x
+    FLOPs per cycle, is not readable inside a virtual machine)."""
+    a = tf.random.normal([size, size], seed=1)
+    product = tf.function(lambda x: tf.linalg.matmul(x, x))
+    product(a).numpy()  # trace and warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        result = product(a)
+    result.numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def _run_feature_cache() -> dict:
     """One epoch of training steps recomputing the frozen extractor's features, then one
     on cached features (tracing and filling the cache excluded)."""
@@ -234,6 +268,8 @@ def worker(variant: str) -> None:
         run = _run_feature_cache if variant == "feature_cache" else _run_fit_job
         print(RESULT_PREFIX + json.dumps(run()), flush=True)
         return
+    if variant == "fit_plain":
+        gin.bind_parameter("Experiment.precision_policy", "float32")  # Keras's default
     steps_per_loop = Experiment().steps_per_loop  # reads gin, builds nothing
     warmup = WARMUP.value or steps_per_loop
     if variant.startswith("loop"):
@@ -260,6 +296,9 @@ def worker(variant: str) -> None:
             **({"input_wait_share": run["input_wait_share"]} if "input_wait_share" in run
                else {}),
         }
+        flops = _training_flops_per_example(experiment.model)
+        if flops:
+            result["gflops_per_second"] = result["examples_per_second"] * flops / 1e9
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         if variant.startswith("loop"):
             # As framework.main does: leave without TensorFlow's slow teardown (the
@@ -283,8 +322,9 @@ def _launch(variant: str) -> dict:
         command = [sys.executable, "-m", "framework.bench", f"--worker={variant}",
                    f"--launched_at={launched}", f"--steps={STEPS.value}", *gin_flags,
                    *([f"--warmup_steps={WARMUP.value}"] if WARMUP.value else [])]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           **({"TF_ENABLE_ONEDNN_OPTS": "0"} if variant == "fit_plain" else {})}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if variant == "fit_plain":  # what TensorFlow would choose without the framework
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if hardware.tensorflow_enables_onednn() else "0"
     with scratch:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, env=env)
@@ -311,6 +351,7 @@ def _launch(variant: str) -> dict:
 
 
 def run_rounds(variants: list[str]) -> dict:
+    peak = fp32_matmul_gflops()
     rounds = []
     for number in range(REPEATS.value):
         round_results = {variant: _launch(variant) for variant in variants}
@@ -318,6 +359,8 @@ def run_rounds(variants: list[str]) -> dict:
         for result in round_results.values():
             if baseline and "examples_per_second" in result:
                 result["ratio_to_fit"] = result["examples_per_second"] / baseline["examples_per_second"]
+            if "gflops_per_second" in result:
+                result["share_of_fp32_peak"] = result["gflops_per_second"] / peak
             if fit_job and "job_seconds" in result:
                 result["time_to_fit_job"] = result["job_seconds"] / fit_job["job_seconds"]
         logging.info("round %d: %s", number + 1, {
@@ -332,7 +375,8 @@ def run_rounds(variants: list[str]) -> dict:
                             and not isinstance(values[0][key], bool)}
     return {"config": {"gin_files": GIN_FILES.value, "gin_bindings": BINDINGS.value,
                        "steps": STEPS.value, "repeats": REPEATS.value,
-                       "cpus": os.cpu_count(), "tensorflow": tf.__version__},
+                       "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+                       "fp32_matmul_gflops": peak},
             "medians": medians, "rounds": rounds}
 
 
@@ -341,6 +385,8 @@ COLUMNS = [("examples_per_second", "ex/s", "{:.0f}"), ("ratio_to_fit", "× fit",
            ("seconds_to_first_call_end", "start s", "{:.1f}"),
            ("seconds_last_output_to_exit", "exit s", "{:.2f}"),
            ("input_wait_share", "input wait", "{:.1%}"),
+           ("gflops_per_second", "GFLOP/s", "{:.0f}"),
+           ("share_of_fp32_peak", "of FP32 peak", "{:.0%}"),
            ("job_seconds", "job s", "{:.1f}"), ("time_to_fit_job", "× fit_job time", "{:.2f}"),
            ("trained_steps", "steps", "{:.0f}"),
            ("final_eval_accuracy", "eval accuracy", "{:.4f}"),
@@ -378,7 +424,9 @@ def main(argv):
     with open(OUTPUT.value, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     print(table(report))
-    print(f"(medians of {REPEATS.value} rounds; JSON in {OUTPUT.value})")
+    peak = report["config"]["fp32_matmul_gflops"]
+    print(f"(medians of {REPEATS.value} rounds; FP32 peak: a 2048x2048 float32 matmul, "
+          f"{peak:.0f} GFLOP/s here; JSON in {OUTPUT.value})")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from framework import hardware
 from framework.errors import UserError
 from framework.experiment import Experiment
 
@@ -59,3 +60,21 @@ def test_mixed_bfloat16_computes_in_bfloat16_and_keeps_float32_weights(tmp_path)
 def test_mixed_float16_is_refused_with_the_alternative(tmp_path):
     with pytest.raises(UserError, match="mixed_float16 needs loss scaling.*mixed_bfloat16"):
         trained(tmp_path, "fp16", "Experiment.precision_policy = 'mixed_float16'")
+
+
+@pytest.mark.parametrize("flags, onednn, computes_in", [
+    ({"avx512f", "amx_tile", "amx_bf16"}, "1", "bfloat16"),  # AMX: bfloat16 wins
+    ({"avx512f", "amx_tile", "amx_bf16"}, "0", "float32"),   # no oneDNN, no AMX kernels
+    ({"avx2", "fma"}, "1", "float32"),                       # bfloat16 ~8x slower there
+])
+def test_auto_precision_picks_bfloat16_only_on_cpus_with_amx(tmp_path, monkeypatch, flags,
+                                                               onednn, computes_in):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
+    gin.clear_config()
+    gin.parse_config(TINY_CNN + "Experiment.precision_policy = 'auto'")
+    experiment = Experiment()
+    experiment.build(str(tmp_path / "auto"))
+    assert experiment.model.layers[0].compute_dtype == computes_in
+    assert experiment.model.layers[0].kernel.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"

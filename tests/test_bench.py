@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from framework import bench, config
@@ -39,6 +40,11 @@ def test_bench_compares_fit_and_the_loop_and_whole_jobs_and_writes_json(tmp_path
         assert values["timed_steps"] == 4, variant
     assert medians["fit"]["ratio_to_fit"] == 1.0
     assert 0.0 <= medians["loop"]["input_wait_share"] <= 1.0
+    peak = report["config"]["fp32_matmul_gflops"]
+    for variant in ("fit", "loop"):  # rates from the counted FLOPs: 3 x (2*64*8 + 8 + ...)
+        values = medians[variant]
+        assert values["gflops_per_second"] > values["examples_per_second"] * 3 * 1032 / 1e9
+        assert values["share_of_fp32_peak"] == pytest.approx(values["gflops_per_second"] / peak)
     for variant in ("main_job", "fit_job"):  # the same job: 2 epochs of 10 steps
         values = medians[variant]
         assert values["trained_steps"] == 20 and 0.0 <= values["final_eval_accuracy"] <= 1.0
@@ -46,6 +52,7 @@ def test_bench_compares_fit_and_the_loop_and_whole_jobs_and_writes_json(tmp_path
     assert medians["fit_job"]["time_to_fit_job"] == 1.0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("variant | ex/s | × fit") and "job s" in lines[0]
+    assert "of FP32 peak" in lines[0] and f"{peak:.0f} GFLOP/s here" in lines[-1]
     assert len(lines) == 6
 
 
@@ -53,3 +60,12 @@ def test_feature_cache_variant_needs_a_frozen_feature_extractor():
     config.parse(["gin/mlp.gin"], [b.split("=", 1)[1] for b in TINY])
     with pytest.raises(UserError, match="needs a model with a frozen feature extractor"):
         bench._run_feature_cache()  # pylint: disable=protected-access
+
+
+def test_training_flops_are_three_forward_passes_as_the_profiler_counts_them():
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(features))
+    conv = 2 * 6 * 6 * 9 * 4 + 6 * 6 * 4  # multiply-adds and bias adds of a 6x6x4 output
+    dense = 2 * 144 * 3 + 3
+    assert bench._training_flops_per_example(model) == 3 * (conv + dense)  # pylint: disable=protected-access

@@ -1,0 +1,49 @@
+"""What this machine's CPU can do, read once from /proc/cpuinfo (Linux x86).
+
+Used to pick defaults that win on the hardware at hand rather than on the machine they were
+measured on: `Experiment.precision_policy = 'auto'` and the benchmark's picture of a plain
+TensorFlow process. Elsewhere (no /proc/cpuinfo: macOS, Windows, ARM without these flags)
+every answer is the conservative one.
+"""
+
+import functools
+import os
+
+# The CPU features for which TensorFlow turns oneDNN on by itself on Linux
+# (DefaultOneDnnPolicy in tensorflow/core/util/port.cc); elsewhere it is off unless asked.
+_TENSORFLOW_ONEDNN_FEATURES = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
+                               "amx_int8", "amx_bf16"}
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The feature flags of the first CPU in /proc/cpuinfo; empty where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def tensorflow_enables_onednn() -> bool:
+    """Whether TensorFlow, left to itself (no TF_ENABLE_ONEDNN_OPTS), uses oneDNN here."""
+    return bool(cpu_flags() & _TENSORFLOW_ONEDNN_FEATURES)
+
+
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow uses oneDNN kernels (framework/__init__.py turns
+    them on unless TF_ENABLE_ONEDNN_OPTS says otherwise)."""
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if setting is None:
+        return tensorflow_enables_onednn()
+    return setting.strip().lower() in ("1", "true")
+
+
+def cpu_has_bfloat16_matrix_units() -> bool:
+    """AMX-BF16 tiles (Intel Sapphire Rapids and later), which oneDNN uses for bfloat16
+    convolutions and matrix products: the CNN trains ~1.5x faster in mixed_bfloat16 there,
+    and ~8x slower on CPUs without them (BUILD_NOTES.md "Mixed precision")."""
+    return "amx_bf16" in cpu_flags() and onednn_enabled()

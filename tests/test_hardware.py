@@ -1,0 +1,39 @@
+"""Reading the CPU's features, and TensorFlow's oneDNN default that follows from them."""
+
+import pytest
+
+from framework import hardware
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        line = next(line for line in f if line.startswith("flags"))
+    assert hardware.cpu_flags() == frozenset(line.split(":", 1)[1].split())
+    assert "fpu" in hardware.cpu_flags()  # every x86 CPU has it
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx2", "fma"}, False),  # e.g. AMD EPYC Rome: TensorFlow leaves oneDNN off
+    ({"avx512f", "avx512_vnni"}, True),
+    ({"avx2", "avx_vnni"}, True),
+    ({"avx512f", "amx_tile", "amx_bf16"}, True),
+])
+def test_tensorflow_turns_onednn_on_by_itself_for_neural_network_features(monkeypatch, flags,
+                                                                           expected):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    assert hardware.tensorflow_enables_onednn() is expected
+    assert hardware.onednn_enabled() is expected
+    for setting, enabled in [("0", False), ("false", False), ("1", True), ("True", True)]:
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", setting)
+        assert hardware.onednn_enabled() is enabled
+
+
+def test_bfloat16_matrix_units_need_amx_and_onednn(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert not hardware.cpu_has_bfloat16_matrix_units()  # bf16 dot products, no tiles
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_tile", "amx_bf16"}))
+    assert hardware.cpu_has_bfloat16_matrix_units()
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert not hardware.cpu_has_bfloat16_matrix_units()
