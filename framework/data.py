@@ -202,10 +202,11 @@ def training_batches(
     if not gathered:
         return batches.prefetch(tf.data.AUTOTUNE)
     # Nothing to tune here, and without tf.data's autotuning thread the iterator is
-    # destroyed at once (see num_steps).
+    # destroyed at once (see num_steps). 16 batches ready cover the burst of the next
+    # gather (the MLP's 1.5 ms steps waited 2.8-3.5% of the time instead of 3.8-4.1%).
     options = tf.data.Options()
     options.autotune.enabled = False
-    return batches.prefetch(2).with_options(options)
+    return batches.prefetch(16).with_options(options)
 
 
 def _gathered_epochs(examples, global_batch_size, seed, per_epoch, start_epoch,
