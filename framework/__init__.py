@@ -7,7 +7,8 @@ import os
 
 # oneDNN's CPU kernels. TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI,
 # BF16 or AMX; on AVX2 CPUs such as the AMD EPYC of earlier sessions they train the
-# Fashion-MNIST CNN 1.13-1.31x faster (a small MLP ~10% slower; BUILD_NOTES.md "Performance"). Read
-# once, when TensorFlow loads, so it must be set before the first `import tensorflow`; an
-# explicit TF_ENABLE_ONEDNN_OPTS (0 turns them off) wins.
+# Fashion-MNIST CNN 1.13-1.31x faster (a small MLP ~10% slower; BUILD_NOTES.md
+# "Performance on the AMD EPYC"). Read once, when TensorFlow loads, so it must be set
+# before the first `import tensorflow`; an explicit TF_ENABLE_ONEDNN_OPTS (0 turns them
+# off) wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -9,8 +9,8 @@ variant and round, each in a fresh process, variants interleaved within a round:
 
   fit             keras.Model.fit, steps_per_execution=1, no callbacks
   fit_plain       keras.Model.fit as a plain Keras script runs it: TensorFlow's own
-                  defaults (oneDNN only on CPUs with AVX-512 VNNI/BF16 or AMX, where the
-                  framework turns it on everywhere, see framework/__init__.py; float32)
+                  defaults (float32; oneDNN only on CPUs with AVX-512 VNNI/BF16 or AMX,
+                  while the framework turns it on everywhere, see framework/__init__.py)
                   and the classic per-example shuffle + batch
   fit_spe         keras.Model.fit, steps_per_execution = the config's steps_per_loop
   loop            the framework's loop with the config's summaries and checkpoints

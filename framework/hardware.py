@@ -45,5 +45,6 @@ def onednn_enabled() -> bool:
 def cpu_has_bfloat16_matrix_units() -> bool:
     """AMX-BF16 tiles (Intel Sapphire Rapids and later), which oneDNN uses for bfloat16
     convolutions and matrix products: the CNN trains ~1.5x faster in mixed_bfloat16 there,
-    and ~8x slower on CPUs without them (BUILD_NOTES.md "Mixed precision")."""
+    and ~8x slower on CPUs without them (BUILD_NOTES.md, "Performance on the Intel Xeon
+    with AMX")."""
     return "amx_bf16" in cpu_flags() and onednn_enabled()
