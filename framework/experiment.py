@@ -199,7 +199,8 @@ class Experiment:
         self.schedule = self._dataset_schedule()
         self.model_dir = model_dir
         with self.strategy.scope():
-            with _dtype_policy(self._precision_policy_here()):
+            self.compute_policy = self._precision_policy_here()  # 'auto' resolved
+            with _dtype_policy(self.compute_policy):
                 self.model = self._built("model", keras.Model, self.info)
             self.trained_model, self.feature_caches = self._feature_caches()
             self.optimizer = self._built("optimizer", keras.optimizers.Optimizer)

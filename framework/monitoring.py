@@ -251,6 +251,8 @@ class Monitor:
 
     def _write_hparams(self) -> None:
         values = hyperparameters(gin.config_str())
+        if values.get("Experiment.precision_policy") == "auto":  # what it was on this machine
+            values["Experiment.precision_policy"] = f"auto: {self.experiment.compute_policy}"
         with self.summaries.writer("").as_default():
             hparams_api.hparams(values, trial_id=os.path.basename(
                 os.path.normpath(self.experiment.model_dir)))

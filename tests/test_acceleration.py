@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+import events
 from framework import hardware
 from framework.errors import UserError
 from framework.experiment import Experiment
@@ -71,10 +72,10 @@ def test_auto_precision_picks_bfloat16_only_on_cpus_with_amx(tmp_path, monkeypat
                                                                onednn, computes_in):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
-    gin.clear_config()
-    gin.parse_config(TINY_CNN + "Experiment.precision_policy = 'auto'")
-    experiment = Experiment()
-    experiment.build(str(tmp_path / "auto"))
+    experiment, _ = trained(tmp_path, "auto", "Experiment.precision_policy = 'auto'")
     assert experiment.model.layers[0].compute_dtype == computes_in
     assert experiment.model.layers[0].kernel.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"
+    # TensorBoard's hparams say what 'auto' was, so runs from different machines compare.
+    policy = "mixed_bfloat16" if computes_in == "bfloat16" else "float32"
+    assert events.hparams(tmp_path / "auto")["Experiment.precision_policy"] == f"auto: {policy}"
