@@ -37,6 +37,7 @@ from framework.summaries import Summaries
 MODES = ("train", "eval", "train_and_eval")
 DATASET_SCHEDULES = ("round_robin", "weighted")
 DATASET_INFO_FILE = "dataset_info.json"
+COMPUTE_POLICY_FILE = "compute_policy.txt"  # what 'auto' became when the run started
 PRECISION_POLICIES = ("float32", "mixed_bfloat16", "auto")
 
 
@@ -91,10 +92,11 @@ class Experiment:
         (BUILD_NOTES.md); try it on a GPU.
       precision_policy: 'float32'; 'mixed_bfloat16' (layers compute in bfloat16, keep
         float32 variables; losses and metrics stay float32); or 'auto': mixed_bfloat16
-        where it was measured to win, on a CPU with AMX-BF16 units (the CNN 1.5x faster,
-        same accuracy), float32 everywhere else (bfloat16 is ~8x slower on CPUs without
-        them; GPUs already get TF32 for float32). float32 by default, so results do not
-        depend on the machine; the classification configs ask for 'auto'.
+        where it was measured to win, on a CPU with AMX-BF16 units and oneDNN (the CNN
+        1.5x faster, same accuracy), float32 everywhere else (bfloat16 was 8x slower on an
+        AVX2 CPU; GPUs are not measured here). What 'auto' chose is kept in model_dir, so
+        a resumed run keeps it. float32 by default, so results do not depend on the
+        machine; the classification configs ask for 'auto'.
     """
 
     def __init__(
@@ -230,17 +232,33 @@ class Experiment:
         self.monitor = Monitor(self.monitoring, self)
 
     def _precision_policy_here(self) -> str:
-        """The policy to build the model in: 'auto' resolved for this machine."""
+        """The policy to build the model in: 'auto' resolved for this machine, or, when
+        model_dir holds a run that started elsewhere, kept as it was (a run does not
+        change its arithmetic halfway)."""
         if self.precision_policy != "auto":
             return self.precision_policy
-        on_cpu = not tf.config.list_logical_devices("GPU")
+        saved = os.path.join(self.model_dir, COMPUTE_POLICY_FILE)
+        if tf.io.gfile.exists(saved):
+            with tf.io.gfile.GFile(saved) as f:
+                policy = f.read().strip()
+            logging.info("Experiment.precision_policy 'auto' is %s, as when this run "
+                         "started (%s).", policy, saved)
+            return policy
+        on_cpu = self._trains_on_cpu()
         policy = ("mixed_bfloat16" if on_cpu and hardware.cpu_has_bfloat16_matrix_units()
                   else "float32")
         logging.info("Experiment.precision_policy 'auto' is %s here (%s).", policy,
-                     "the CPU has AMX-BF16 units" if policy != "float32"
-                     else "no bfloat16 units on the CPU that trains" if on_cpu
-                     else "float32 runs as TF32 on GPUs already")
+                     "the CPU has AMX-BF16 units and oneDNN is on" if policy != "float32"
+                     else "no AMX-BF16 units, or oneDNN off" if on_cpu
+                     else "not a CPU: bfloat16 is not measured there")
         return policy
+
+    def _trains_on_cpu(self) -> bool:
+        try:
+            devices = self.strategy.extended.worker_devices
+        except RuntimeError:  # the default strategy: a GPU if there is one
+            return not tf.config.list_logical_devices("GPU")
+        return all("CPU" in device.upper() for device in devices)
 
     def _set_thread_pools(self) -> None:
         setters = {"intra_op": tf.config.threading.set_intra_op_parallelism_threads,
@@ -591,6 +609,9 @@ class Experiment:
         # The class names the model was trained with, for --mode=predict.
         with tf.io.gfile.GFile(os.path.join(self.model_dir, DATASET_INFO_FILE), "w") as f:
             f.write(json.dumps(dataclasses.asdict(self.info), indent=2))
+        if self.precision_policy == "auto":
+            with tf.io.gfile.GFile(os.path.join(self.model_dir, COMPUTE_POLICY_FILE), "w") as f:
+                f.write(self.compute_policy)
         # Indented, so TensorBoard's markdown shows it as a code block.
         as_markdown = "\n".join("    " + line for line in config.splitlines())
         self.summaries.text("train", "operative_config", as_markdown,

@@ -9,8 +9,9 @@ every answer is the conservative one.
 import functools
 import os
 
-# The CPU features for which TensorFlow turns oneDNN on by itself on Linux
-# (DefaultOneDnnPolicy in tensorflow/core/util/port.cc); elsewhere it is off unless asked.
+# The CPU features for which TensorFlow turns oneDNN on by itself on Linux x86
+# (DefaultOneDnnPolicy in tensorflow/core/util/port.cc). Other platforms have other rules
+# (on for Windows x86 and ARM Neoverse V1); this module knows Linux x86 only.
 _TENSORFLOW_ONEDNN_FEATURES = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
                                "amx_int8", "amx_bf16"}
 
@@ -35,7 +36,8 @@ def tensorflow_enables_onednn() -> bool:
 
 def onednn_enabled() -> bool:
     """Whether this process's TensorFlow uses oneDNN kernels (framework/__init__.py turns
-    them on unless TF_ENABLE_ONEDNN_OPTS says otherwise)."""
+    them on unless TF_ENABLE_ONEDNN_OPTS says otherwise), as the environment says:
+    TensorFlow reads it once, when it loads, so a later change is not seen by either."""
     setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     if setting is None:
         return tensorflow_enables_onednn()
@@ -44,7 +46,7 @@ def onednn_enabled() -> bool:
 
 def cpu_has_bfloat16_matrix_units() -> bool:
     """AMX-BF16 tiles (Intel Sapphire Rapids and later), which oneDNN uses for bfloat16
-    convolutions and matrix products: the CNN trains ~1.5x faster in mixed_bfloat16 there,
-    and ~8x slower on CPUs without them (BUILD_NOTES.md, "Performance on the Intel Xeon
-    with AMX")."""
+    convolutions and matrix products: the CNN trained 1.5x faster in mixed_bfloat16 on
+    such a CPU, and 8x slower on an AVX2 CPU without them (BUILD_NOTES.md, "Performance
+    on the Intel Xeon with AMX")."""
     return "amx_bf16" in cpu_flags() and onednn_enabled()

@@ -128,7 +128,7 @@ class Trainer:
         loss or any gradient is not finite (1.0) or is (0.0), and what the metrics need."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = _float32(self.model(features, training=True))
+            outputs = float32_outputs(self.model(features, training=True))
             per_example_loss, head_losses = self.objective.losses(labels, outputs)
             loss = tf.nn.compute_average_loss(
                 per_example_loss, global_batch_size=self.global_batch_size)
@@ -198,15 +198,16 @@ class Trainer:
                 self.strategy.run(self._eval_step, args=batch)
 
     def _eval_step(self, features, labels):
-        outputs = _float32(self.model(features, training=False))
+        outputs = float32_outputs(self.model(features, training=False))
         per_example_loss, head_losses = self.objective.losses(labels, outputs)
         self.objective.update(self.eval_metrics, labels, outputs, per_example_loss,
                               head_losses)
 
 
-def _float32(outputs):
+def float32_outputs(outputs):
     """The model's outputs in float32: under a mixed-precision policy they come in
-    bfloat16, too coarse for losses and metrics. (A no-op in float32.)"""
+    bfloat16, too coarse for losses, metrics and shown probabilities (a softmax of 0.9991
+    reads 1 in bfloat16). A no-op in float32."""
     return tf.nest.map_structure(
         lambda t: t if t.dtype == tf.float32 else tf.cast(t, tf.float32), outputs)
 

@@ -28,6 +28,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from framework import figures
 from framework.errors import UserError
+from framework.loop import float32_outputs
 from framework.objective import head_correct
 
 
@@ -167,7 +168,7 @@ class Monitor:
         model = self.experiment.trained_model
         with tf.GradientTape() as tape:
             per_example, _ = self.experiment.objective.losses(
-                labels, model(features, training=False))
+                labels, float32_outputs(model(features, training=False)))
             loss = tf.reduce_mean(per_example)
         return tape.gradient(loss, model.trainable_variables)
 
@@ -195,7 +196,7 @@ class Monitor:
         features, labels = self._fixed_batch("eval", self.options.image_examples)
         if features is None:
             return
-        outputs = self.experiment.model(features, training=False)
+        outputs = float32_outputs(self.experiment.model(features, training=False))
         info = self.experiment.info
         heads = [(h.name, h) for h in info.heads] or [(None, info)]
         predicted, truth, confidence, right = [], [], 1.0, True
@@ -229,7 +230,7 @@ class Monitor:
         if self._activation_model is None:
             return
         features, _ = self._fixed_batch("eval", self.options.activation_examples)
-        maps = self._activation_model(features, training=False)
+        maps = float32_outputs(self._activation_model(features, training=False))
         names = self._activation_model.conv_layer_names
         for layer_name, layer_maps in zip(names, maps if isinstance(maps, list) else [maps]):
             chosen = layer_maps.numpy()[..., :self.options.activation_filters]

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from framework.errors import UserError
 from framework.experiment import DATASET_INFO_FILE, Experiment
+from framework.loop import float32_outputs
 
 
 def predict_files(experiment: Experiment, path: str, top_k: int = 3):
@@ -24,7 +25,8 @@ def predict_files(experiment: Experiment, path: str, top_k: int = 3):
                         "so --mode=predict is not available for it.")
     files = _files(path)
     info = _saved_info(experiment)
-    outputs = experiment.model(tf.stack([load_file(f) for f in files]), training=False)
+    outputs = float32_outputs(
+        experiment.model(tf.stack([load_file(f) for f in files]), training=False))
     if not info.get("heads"):
         return list(zip(files, _top(info, outputs, top_k)))
     per_head = {head["name"]: _top(head, outputs[head["name"]], top_k) for head in info["heads"]}

@@ -4,11 +4,13 @@ import gin
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import events
 from framework import hardware
 from framework.errors import UserError
 from framework.experiment import Experiment
+from framework.loop import float32_outputs
 
 TINY_CNN = """
 Experiment.dataset = @datasets.synthetic
@@ -70,6 +72,7 @@ def test_mixed_float16_is_refused_with_the_alternative(tmp_path):
 ])
 def test_auto_precision_picks_bfloat16_only_on_cpus_with_amx(tmp_path, monkeypatch, flags,
                                                                onednn, computes_in):
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])  # no GPU
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
     experiment, _ = trained(tmp_path, "auto", "Experiment.precision_policy = 'auto'")
@@ -79,3 +82,25 @@ def test_auto_precision_picks_bfloat16_only_on_cpus_with_amx(tmp_path, monkeypat
     # TensorBoard's hparams say what 'auto' was, so runs from different machines compare.
     policy = "mixed_bfloat16" if computes_in == "bfloat16" else "float32"
     assert events.hparams(tmp_path / "auto")["Experiment.precision_policy"] == f"auto: {policy}"
+
+
+def test_a_resumed_run_keeps_what_auto_chose_when_it_started(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    started, _ = trained(tmp_path, "run", "Experiment.precision_policy = 'auto'")
+    assert started.model.layers[0].compute_dtype == "float32"
+    assert (tmp_path / "run" / "compute_policy.txt").read_text() == "float32"
+    # Resumed on a machine with AMX: still float32, the run's arithmetic does not change.
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_tile", "amx_bf16"}))
+    resumed, results = trained(tmp_path, "run", "Experiment.precision_policy = 'auto'\n"
+                                                "Experiment.train_steps = 9")
+    assert resumed.model.layers[0].compute_dtype == "float32" and results["step"] == 9
+
+
+def test_outputs_are_shown_in_float32_so_probabilities_below_one_stay_below_one():
+    logits = tf.constant([[8.0, 0.0, 0.0]])  # softmax: 0.99933 for the first class
+    in_bfloat16 = {"char_0": tf.cast(logits, tf.bfloat16), "char_1": logits}
+    assert float(tf.nn.softmax(in_bfloat16["char_0"])[0, 0]) == 1.0  # what bf16 would show
+    shown = float32_outputs(in_bfloat16)
+    assert shown["char_0"].dtype == tf.float32 and shown["char_1"] is logits
+    assert float(tf.nn.softmax(shown["char_0"])[0, 0]) == pytest.approx(0.99933, abs=1e-5)

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from framework import registry
 from framework.data import evaluation_batches, training_batches
+from framework.data import _batches_kept_ready  # pylint: disable=protected-access
 from framework.errors import UserError
 from helpers import FASHION_MNIST_DIR
 from plugins.datasets import idx
@@ -122,3 +123,11 @@ def test_stream_can_end_after_the_steps_a_run_has_left():
     batches = training_batches(numbered(40), 10, seed=3, start_step=2, num_steps=5)
     whole = labels_of(training_batches(numbered(40), 10, seed=3), 7)
     assert [b[1].numpy().tolist() for b in batches] == whole[2:7]
+
+
+def test_the_gathered_stream_keeps_up_to_16_batches_ready_within_64_megabytes():
+    def batch(shape):
+        return tf.data.Dataset.from_tensors((tf.zeros(shape), tf.zeros(shape[:1], tf.int64)))
+    assert _batches_kept_ready(batch([32, 28, 28, 1])) == 16  # 100 KB a batch
+    assert _batches_kept_ready(batch([32, 128, 128, 3])) == 10  # 6.3 MB
+    assert _batches_kept_ready(batch([32, 299, 299, 3])) == 2  # 34 MB: at least 2

