@@ -26,7 +26,8 @@ variant and round, each in a fresh process, variants interleaved within a round:
                   cached features (`python -m framework.bench_feature_cache` runs it on
                   generated images)
 
-Reports medians over rounds, ratios to `fit` within each round (the machine is noisy),
+Reports medians over rounds, ratios to `fit` (and `fit_plain`, when it runs) within each
+round (the machine is noisy),
 peak memory, time from process start to the end of the first training call, time from the
 last output line to process exit, the training GFLOP/s (TensorFlow's profiler counts the
 forward pass; training is taken as 3x that) as a share of the FP32 peak (what a large
@@ -366,9 +367,13 @@ def run_rounds(variants: list[str]) -> dict:
     for number in range(REPEATS.value):
         round_results = {variant: _launch(variant) for variant in variants}
         baseline, fit_job = round_results.get("fit"), round_results.get("fit_job")
+        plain = round_results.get("fit_plain")
         for result in round_results.values():
             if baseline and "examples_per_second" in result:
                 result["ratio_to_fit"] = result["examples_per_second"] / baseline["examples_per_second"]
+            if plain and "examples_per_second" in result:
+                result["ratio_to_fit_plain"] = (result["examples_per_second"]
+                                                / plain["examples_per_second"])
             if "gflops_per_second" in result:
                 result["share_of_fp32_peak"] = result["gflops_per_second"] / peak
             if fit_job and "job_seconds" in result:
@@ -391,6 +396,7 @@ def run_rounds(variants: list[str]) -> dict:
 
 
 COLUMNS = [("examples_per_second", "ex/s", "{:.0f}"), ("ratio_to_fit", "× fit", "{:.2f}"),
+           ("ratio_to_fit_plain", "× fit_plain", "{:.2f}"),
            ("step_ms", "ms/step", "{:.1f}"), ("peak_rss_mb", "peak MB", "{:.0f}"),
            ("seconds_to_first_call_end", "start s", "{:.1f}"),
            ("seconds_last_output_to_exit", "exit s", "{:.2f}"),

@@ -26,19 +26,22 @@ def test_bench_compares_fit_and_the_loop_and_whole_jobs_and_writes_json(tmp_path
     output = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "framework.bench", "--gin_file=gin/mlp.gin", *TINY,
-         "--steps=4", "--warmup_steps=2", "--repeats=1", "--variants=fit,loop,main_job,fit_job",
+         "--steps=4", "--warmup_steps=2", "--repeats=1",
+         "--variants=fit,fit_plain,loop,main_job,fit_job",
          f"--output={output}"],
         cwd=REPO, env=cli_environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(output.read_text())
     medians = report["medians"]
-    assert set(medians) == {"fit", "loop", "main_job", "fit_job"}
+    assert set(medians) == {"fit", "fit_plain", "loop", "main_job", "fit_job"}
     for variant in ("fit", "loop"):
         values = medians[variant]
         assert values["examples_per_second"] > 0 and values["peak_rss_mb"] > 0, variant
         assert values["seconds_last_output_to_exit"] >= 0, variant
         assert values["timed_steps"] == 4, variant
-    assert medians["fit"]["ratio_to_fit"] == 1.0
+    assert medians["fit"]["ratio_to_fit"] == 1.0 and medians["fit_plain"]["ratio_to_fit_plain"] == 1.0
+    assert medians["loop"]["ratio_to_fit_plain"] == pytest.approx(
+        medians["loop"]["examples_per_second"] / medians["fit_plain"]["examples_per_second"])
     assert 0.0 <= medians["loop"]["input_wait_share"] <= 1.0
     peak = report["config"]["fp32_matmul_gflops"]
     for variant in ("fit", "loop"):  # rates from the counted FLOPs: 3 x (2*64*8 + 8 + ...)
@@ -53,7 +56,7 @@ def test_bench_compares_fit_and_the_loop_and_whole_jobs_and_writes_json(tmp_path
     lines = result.stdout.splitlines()
     assert lines[0].startswith("variant | ex/s | × fit") and "job s" in lines[0]
     assert "of FP32 peak" in lines[0] and f"{peak:.0f} GFLOP/s here" in lines[-1]
-    assert len(lines) == 6
+    assert "× fit_plain" in lines[0] and len(lines) == 7
 
 
 def test_feature_cache_variant_needs_a_frozen_feature_extractor():
