@@ -95,8 +95,9 @@ class Experiment:
         where it was measured to win, on a CPU with AMX-BF16 units and oneDNN (the CNN
         1.5x faster, same accuracy), float32 everywhere else (bfloat16 was 8x slower on an
         AVX2 CPU; GPUs are not measured here). What 'auto' chose is kept in model_dir, so
-        a resumed run keeps it. float32 by default, so results do not depend on the
-        machine; the classification configs ask for 'auto'.
+        a resumed run keeps it; each worker of a cluster decides for its own machine, so
+        name the policy on a cluster of mixed machines. float32 by default, so results do
+        not depend on the machine; the classification configs ask for 'auto'.
     """
 
     def __init__(
