@@ -242,6 +242,10 @@ class Experiment:
         if tf.io.gfile.exists(saved):
             with tf.io.gfile.GFile(saved) as f:
                 policy = f.read().strip()
+            if policy not in ("float32", "mixed_bfloat16"):
+                raise UserError(f"{saved} holds {policy!r}, not 'float32' or "
+                                "'mixed_bfloat16': write the one this run started with, or "
+                                "set Experiment.precision_policy to it.")
             logging.info("Experiment.precision_policy 'auto' is %s, as when this run "
                          "started (%s).", policy, saved)
             return policy

@@ -104,3 +104,10 @@ def test_outputs_are_shown_in_float32_so_probabilities_below_one_stay_below_one(
     shown = float32_outputs(in_bfloat16)
     assert shown["char_0"].dtype == tf.float32 and shown["char_1"] is logits
     assert float(tf.nn.softmax(shown["char_0"])[0, 0]) == pytest.approx(0.99933, abs=1e-5)
+
+
+def test_a_damaged_compute_policy_file_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "compute_policy.txt").write_text("bfloat17")
+    with pytest.raises(UserError, match="holds 'bfloat17'.*set Experiment.precision_policy"):
+        trained(tmp_path, "run", "Experiment.precision_policy = 'auto'")
