@@ -11,8 +11,7 @@ variant and round, each in a fresh process, variants interleaved within a round:
   fit_plain       keras.Model.fit as a plain Keras script runs it: TensorFlow's own
                   defaults (float32; on Linux, oneDNN only on CPUs with AVX-512 VNNI/BF16,
                   AVX-VNNI or AMX, while the framework turns it on everywhere, see
-                  framework/__init__.py)
-                  and the classic per-example shuffle + batch
+                  framework/__init__.py) and the classic per-example shuffle + batch
   fit_spe         keras.Model.fit, steps_per_execution = the config's steps_per_loop
   loop            the framework's loop with the config's summaries and checkpoints
   loop_scalars    the same with TensorBoard limited to scalars (what `Monitoring` costs)
@@ -181,7 +180,7 @@ def _training_flops_per_example(model: keras.Model) -> float | None:
     return 3.0 * forward or None
 
 
-def fp32_matmul_gflops(size: int = 2048, rounds: int = 5, per_round: int = 4) -> float:
+def _fp32_matmul_gflops(size: int = 2048, rounds: int = 5, per_round: int = 4) -> float:
     """The float32 rate a large matrix product reaches on this machine, best of `rounds`:
     the practical peak against which the variants' GFLOP/s are compared (the nominal one,
     cores x clock x FLOPs per cycle, needs a sustained clock that a virtual machine does
@@ -279,8 +278,6 @@ def worker(variant: str) -> None:
         run = _run_feature_cache if variant == "feature_cache" else _run_fit_job
         print(RESULT_PREFIX + json.dumps(run()), flush=True)
         return
-    if variant == "fit_plain":
-        gin.bind_parameter("Experiment.precision_policy", "float32")  # Keras's default
     steps_per_loop = Experiment().steps_per_loop  # reads gin, builds nothing
     warmup = WARMUP.value or steps_per_loop
     if variant.startswith("loop"):
@@ -334,8 +331,9 @@ def _launch(variant: str) -> dict:
                    f"--launched_at={launched}", f"--steps={STEPS.value}", *gin_flags,
                    *([f"--warmup_steps={WARMUP.value}"] if WARMUP.value else [])]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if variant == "fit_plain":  # what TensorFlow would choose without the framework
+    if variant == "fit_plain":  # what TensorFlow and Keras choose without the framework
         env["TF_ENABLE_ONEDNN_OPTS"] = "1" if hardware.tensorflow_enables_onednn() else "0"
+        command.append("--gin_bindings=Experiment.precision_policy = 'float32'")
     with scratch:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, env=env)
@@ -362,7 +360,7 @@ def _launch(variant: str) -> dict:
 
 
 def run_rounds(variants: list[str]) -> dict:
-    peak = fp32_matmul_gflops()
+    peak = _fp32_matmul_gflops()
     rounds = []
     for number in range(REPEATS.value):
         round_results = {variant: _launch(variant) for variant in variants}

@@ -38,7 +38,8 @@ MODES = ("train", "eval", "train_and_eval")
 DATASET_SCHEDULES = ("round_robin", "weighted")
 DATASET_INFO_FILE = "dataset_info.json"
 COMPUTE_POLICY_FILE = "compute_policy.txt"  # what 'auto' became when the run started
-PRECISION_POLICIES = ("float32", "mixed_bfloat16", "auto")
+COMPUTE_POLICIES = ("float32", "mixed_bfloat16")  # Keras dtype policies a model is built in
+PRECISION_POLICIES = (*COMPUTE_POLICIES, "auto")
 
 
 @gin.configurable
@@ -242,7 +243,7 @@ class Experiment:
         if tf.io.gfile.exists(saved):
             with tf.io.gfile.GFile(saved) as f:
                 policy = f.read().strip()
-            if policy not in ("float32", "mixed_bfloat16"):
+            if policy not in COMPUTE_POLICIES:
                 raise UserError(f"{saved} holds {policy!r}, not 'float32' or "
                                 "'mixed_bfloat16': write the one this run started with, or "
                                 "set Experiment.precision_policy to it.")
