@@ -1,4 +1,5 @@
-"""Checkpoints under model_dir/checkpoints: the last N, and the best by an eval metric.
+"""Checkpoints under model_dir/checkpoints: the last N, the best by an eval metric, and
+model weights taken from another run's checkpoint.
 
 tf.train.Checkpoint + tf.train.CheckpointManager. The manager updates its `checkpoint`
 state file only after a checkpoint's files are complete, so a process killed while saving
@@ -13,9 +14,8 @@ import tensorflow as tf
 from absl import logging
 
 from framework.errors import UserError, first_line
-
-BEST_SUBDIR = "best"
-BEST_RECORD = "best_metric.json"
+from framework.observers import EvalOutput, Observer
+from framework.run_dir import RunDir
 
 # What restoring a damaged checkpoint raises (as opposed to a checkpoint of another model);
 # a truncated data file gives the reader's IndexError "Read less bytes than requested".
@@ -30,12 +30,12 @@ class Checkpoints:
     that fails after restoring leaves model_dir as it was.
     """
 
-    def __init__(self, model_dir: str, max_to_keep: int, save_dir: str | None = None,
+    def __init__(self, run_dir: RunDir, max_to_keep: int, save_dir: str | None = None,
                  **trackables):
         """Restores from model_dir/checkpoints; saves there too unless `save_dir` is given
         (the non-chief workers of a multi-worker run)."""
-        self.directory = os.path.join(model_dir, "checkpoints")
-        self.best_directory = os.path.join(self.directory, BEST_SUBDIR)
+        self.directory, self.best_directory = run_dir.checkpoints, run_dir.best_checkpoints
+        self._best_record = run_dir.best_record
         self._save_dir = save_dir or self.directory
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self._max_to_keep = max_to_keep
@@ -66,11 +66,11 @@ class Checkpoints:
                 logging.warning("Checkpoint %s is damaged (%s); trying the one before it.",
                                 path, first_line(error))
                 continue
-            except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
+            except _NOT_FITTING as error:
                 raise UserError(
-                    f"The checkpoint {path} does not fit this experiment's model or "
-                    f"optimizer ({first_line(error)}). Use another --model_dir, or the config "
-                    "that wrote this checkpoint (see operative_config.gin beside it)."
+                    f"{_does_not_fit(path, error, 'model or optimizer')} Use another "
+                    "--model_dir, or the config that wrote this checkpoint (see "
+                    "operative_config.gin beside it)."
                 ) from error
             if path != candidates[0]:
                 logging.warning("Resumed from %s, the newest checkpoint that is intact.", path)
@@ -83,10 +83,9 @@ class Checkpoints:
 
     def best_record(self) -> dict | None:
         """{'metric', 'mode', 'value', 'step'} of the best checkpoint, if one was saved."""
-        path = os.path.join(self.best_directory, BEST_RECORD)
-        if not tf.io.gfile.exists(path):
+        if not tf.io.gfile.exists(self._best_record):
             return None
-        with tf.io.gfile.GFile(path) as f:
+        with tf.io.gfile.GFile(self._best_record) as f:
             return json.load(f)
 
     # -- saving -------------------------------------------------------------------------
@@ -100,7 +99,8 @@ class Checkpoints:
         """Replaces the best checkpoint, and records the metric value beside it."""
         path = self._manager("best").save(checkpoint_number=step)
         record = {"metric": metric, "mode": mode, "value": value, "step": step}
-        _write_atomically(os.path.join(os.path.dirname(path), BEST_RECORD),
+        _write_atomically(os.path.join(os.path.dirname(path),
+                                       os.path.basename(self._best_record)),
                           json.dumps(record, indent=2))
         logging.info("New best %s %.4g at step %d: saved %s", metric, value, step, path)
         return path
@@ -109,11 +109,34 @@ class Checkpoints:
         if which not in self._managers:
             directory = self._save_dir
             if which == "best":
-                directory = os.path.join(directory, BEST_SUBDIR)
+                directory = os.path.join(directory, os.path.basename(self.best_directory))
             self._managers[which] = tf.train.CheckpointManager(
                 self.checkpoint, directory,
                 max_to_keep=1 if which == "best" else self._max_to_keep)
         return self._managers[which]
+
+
+def initialize_model(model, path: str) -> None:
+    """Loads the model weights of another run's checkpoint (or the latest in a folder of
+    them) into `model`, matched by structure; the optimizer and step are not taken."""
+    if tf.io.gfile.isdir(path):
+        path = tf.train.latest_checkpoint(path) or path
+    try:
+        tf.train.Checkpoint(model=model).restore(path) \
+            .assert_existing_objects_matched().expect_partial()
+    except (*_NOT_FITTING, tf.errors.OpError) as error:
+        raise UserError(
+            f"Experiment.init_checkpoint: {_does_not_fit(path, error, 'model')} It must be a "
+            "checkpoint (or a folder of them) of a run with the same model structure."
+        ) from error
+    logging.info("Model weights initialised from %s", path)
+
+
+_NOT_FITTING = (AssertionError, ValueError, tf.errors.InvalidArgumentError)
+
+
+def _does_not_fit(path: str, error: Exception, what: str) -> str:
+    return f"The checkpoint {path} does not fit this experiment's {what} ({first_line(error)})."
 
 
 def _newest_first(directory: str) -> list[str]:
@@ -129,3 +152,24 @@ def _write_atomically(path: str, text: str) -> None:
     with tf.io.gfile.GFile(temporary, "w") as f:
         f.write(text)
     tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+class BestCheckpoint(Observer):
+    """After each evaluation that improves `metric` (by `mode`, 'max' or 'min') on the best
+    so far, saves the current state to checkpoints/best with the value beside it (Keras's
+    ModelCheckpoint(save_best_only=True))."""
+
+    def __init__(self, checkpoints: Checkpoints, metric: str, mode: str):
+        self.checkpoints, self.metric, self.mode = checkpoints, metric, mode
+
+    def after_eval(self, step: int, output: EvalOutput) -> None:
+        results = output.scalars
+        if not results:
+            return
+        if self.metric not in results:
+            raise UserError(f"Experiment.best_checkpoint_metric = '{self.metric}' is not an "
+                            f"eval metric; the eval metrics are {', '.join(results)}.")
+        value, best = results[self.metric], self.checkpoints.best_record()
+        if best is None or (value > best["value"] if self.mode == "max"
+                            else value < best["value"]):
+            self.checkpoints.save_best(step, self.metric, self.mode, value)

@@ -65,15 +65,20 @@ def _suggest_configurable(name: str) -> str:
 
 
 def _suggest_parameter(configurable: str, parameter: str) -> str:
-    if configurable.endswith("Experiment"):
-        from framework.experiment import Experiment  # pylint: disable=import-outside-toplevel
-        names = list(inspect.signature(Experiment.__init__).parameters)[1:]
-    else:
-        plugin = registry.find(configurable)
-        names = [p.name for p in plugin.parameters()] if plugin else []
+    plugin = registry.find(configurable)
+    names = [p.name for p in plugin.parameters()] if plugin else _gin_parameters(configurable)
     close = _closest(parameter, names)
     hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     return hint + f"'{configurable}' takes: {', '.join(names) or 'no parameters'}."
+
+
+def _gin_parameters(configurable: str) -> list[str]:
+    """The parameters of a configurable that is not a plugin (Experiment, Monitoring, Head)."""
+    try:
+        signature = inspect.signature(gin.config.get_configurable(configurable))
+    except (ValueError, TypeError):
+        return []
+    return [name for name in signature.parameters if name != "self"]
 
 
 def _closest(name: str, candidates: list[str]) -> list[str]:
@@ -89,11 +94,3 @@ def _nearby_gin_files(path: str) -> list[str]:
     candidates = [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".gin")]
     return difflib.get_close_matches(path, candidates, n=3, cutoff=0.3) or sorted(candidates)
 
-
-def config_changes(before: str, after: str) -> str:
-    """The bindings that differ between two operative configs, as a unified diff."""
-    def bindings(text):
-        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    diff = difflib.unified_diff(bindings(before), bindings(after), "saved", "this run",
-                                lineterm="", n=0)
-    return "\n".join(line for line in diff if not line.startswith("@@"))

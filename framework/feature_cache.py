@@ -1,8 +1,9 @@
 """Frozen-backbone features computed once and kept on disk.
 
-A model plugin whose first part never trains sets `model.frozen_features = (extractor,
-head)`, with model(x) == head(extractor(x)). When the dataset has a fingerprint and no
-augmentation, the Experiment trains and evaluates `head` on cached `extractor` outputs.
+A model plugin whose first part never trains declares it with
+`capabilities.set_frozen_features(model, extractor, head)`, with model(x) ==
+head(extractor(x)). When the dataset has a fingerprint and no augmentation, the run trains
+and evaluates `head` on cached `extractor` outputs.
 The cache key covers the dataset's fingerprint, the extractor's weights and its input and
 output shapes and configuration, so changing any of them computes a new cache.
 """
@@ -14,6 +15,8 @@ import os
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from framework import capabilities
 
 _COMPLETE = "COMPLETE"  # written last: a folder without it is an interrupted computation
 
@@ -40,6 +43,26 @@ def _without_names(value):
     if isinstance(value, (list, tuple)):
         return [_without_names(v) for v in value]
     return value
+
+
+def feature_caches(model, datasets, enabled: bool, directory: str):
+    """(the model to train, one FeatureCache per dataset or None): the head alone on cached
+    features when the model's extractor is frozen and the data allows it; else the model."""
+    frozen = capabilities.frozen_features(model)
+    if not frozen or not enabled:
+        return model, None
+    if any(dataset.augment is not None for dataset in datasets):
+        logging.info("Feature cache off: the dataset augments its training images, so the "
+                     "backbone must see every new variant.")
+        return model, None
+    unkeyed = [dataset.info.name for dataset in datasets if not dataset.fingerprint]
+    if unkeyed:
+        logging.info("Feature cache off: dataset '%s' gives no fingerprint to key it by.",
+                     unkeyed[0])
+        return model, None
+    extractor, head = frozen
+    return head, [FeatureCache(directory, extractor, cache_key(dataset.fingerprint, extractor))
+                  for dataset in datasets]
 
 
 class FeatureCache:

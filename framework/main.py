@@ -1,4 +1,4 @@
-"""The command line: flags -> gin -> plugins -> Experiment.run(mode).
+"""The command line: flags -> gin -> Experiment -> run(mode); signals and exit statuses.
 
     python -m framework.main --gin_file=gin/cnn.gin [--gin_bindings='Experiment.train_steps=500']
                              [--model_dir=runs/x] [--mode=train_and_eval]
@@ -13,9 +13,10 @@ import sys
 
 from absl import app, flags, logging
 
-from framework import config, registry
+from framework import assembly, config, registry
 from framework.errors import UserError
 from framework.experiment import Experiment
+from framework.hooks import StopRequest
 from framework.predict import predict_files
 
 GIN_FILES = flags.DEFINE_multi_string(
@@ -51,29 +52,32 @@ def fresh_model_dir(gin_files: list[str]) -> str:
     return path
 
 
-def stop_on_signals(experiment: Experiment) -> None:
+def stop_on_signals() -> StopRequest:
     """SIGTERM (preemption) and Ctrl-C end the run cleanly after the current host loop,
-    with a checkpoint; a second Ctrl-C leaves at once."""
+    with a checkpoint; a second Ctrl-C leaves at once. Returns the request they make."""
+    stop = StopRequest()
+
     def handle(signum, frame):
         del frame
         name = signal.Signals(signum).name
-        if experiment.stop_reason is not None and signum == signal.SIGINT:
+        if stop.requested and signum == signal.SIGINT:
             print(f"{name} again: leaving now, without a checkpoint.", file=sys.stderr)
             os._exit(128 + signum)  # pylint: disable=protected-access
-        experiment.request_stop(f"received {name}", exit_status=128 + signum)
+        stop(f"received {name}", exit_status=128 + signum)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, handle)
+    return stop
 
 
 def predict(experiment: Experiment, model_dir: str) -> None:
     """Prints the top classes of each file given by --predict."""
     if not PREDICT.value:
         raise UserError("--mode=predict needs --predict=PATH (an image file or a folder).")
-    experiment.build(model_dir, CHECKPOINT.value)
-    if experiment.restored_from is None:
+    run = assembly.build(experiment, model_dir, CHECKPOINT.value)
+    if run.restored_from is None:
         raise UserError(f"--mode=predict needs a trained run, and {model_dir} has no "
                         f"{CHECKPOINT.value} checkpoint. Pass the --model_dir of a run.")
-    for path, top in predict_files(experiment, PREDICT.value, TOP_K.value):
+    for path, top in predict_files(run, PREDICT.value, TOP_K.value):
         print(f"{path}: " + (_classes(top) if isinstance(top, list) else " | ".join(
             f"{head}: {_classes(head_top)}" for head, head_top in top.items())))
 
@@ -82,14 +86,14 @@ def _classes(top: list) -> str:
     return ", ".join(f"{name} {probability:.3f}" for name, probability in top)
 
 
-def run(argv) -> Experiment | None:
-    """Does what the flags say; returns the Experiment it ran, if any."""
+def run(argv) -> int:
+    """Does what the flags say; returns the exit status."""
     if len(argv) > 1:
         raise UserError(f"Unexpected arguments {argv[1:]}; flags look like --gin_file=FILE.")
     registry.discover()
     if LIST_PLUGINS.value:
         print(registry.describe())
-        return None
+        return 0
     if not GIN_FILES.value and not BINDINGS.value:
         raise UserError("No experiment given. Pass --gin_file=gin/cnn.gin (see gin/), or "
                         "--list_plugins to see what is available.")
@@ -103,22 +107,18 @@ def run(argv) -> Experiment | None:
         raise UserError(config.explain(error)) from error
     if MODE.value == "predict":
         predict(experiment, model_dir)
-        return experiment
-    stop_on_signals(experiment)
-    results = experiment.run(model_dir, MODE.value, CHECKPOINT.value)
+        return 0
+    results = experiment.run(model_dir, MODE.value, CHECKPOINT.value, stop_on_signals())
     for name, value in results["eval"].items():
         print(f"final eval {name}: {value:.4f} (step {results['step']})")
     print(f"Watch this run with: tensorboard --logdir {model_dir}")
-    return experiment
+    return results["exit_status"]
 
 
 def main(argv):
     status = 0
     try:
-        # Held until the process ends: destroying a tf.data iterator that autotunes (an
-        # augmented stream) waits for the autotuning thread's sleep, up to 60 s.
-        experiment = run(argv)
-        status = experiment.exit_status if experiment else 0
+        status = run(argv)
     except UserError as error:
         if VERBOSE.value:
             raise

@@ -1,35 +1,30 @@
-"""TensorBoard in depth: what a user would otherwise print or plot by hand, each at its own
-cadence and configured in gin (`Monitoring.histogram_every = 1000`, ...).
+"""TensorBoard in depth, configured in gin (`Monitoring.histogram_every = 1000`, ...): what a
+user would otherwise print or plot by hand, each at its own cadence, and nothing computed
+for a summary that is off.
 
-The scalars of every host loop (losses, learning rate, gradient norm, steps/s) are written
-by the Experiment; this module adds, under model_dir:
-  * train/: per trainable variable (grouped by layer: '<layer>/<variable>') a histogram,
-    its mean, stddev, min and max, and a histogram of its gradient; the model summary
-    table (text); the traced train loop (graph); the profile of steps (N, M].
-  * eval/: after each evaluation, a grid of eval examples titled with prediction,
-    confidence and truth (wrong ones in red), a confusion matrix per classifying output,
-    and the feature maps of the first convolution layers for a few fixed examples.
-  * the run's root: the hparams summary (the gin bindings as hyperparameters); the hparams
-    dashboard finds the metrics in the run's train/ and eval/ beside it.
-Everything off costs nothing: nothing is computed for a summary that is not written.
+The scalars of training and evaluation are written by framework.summaries; the parts here:
+  * histograms (framework.histograms) and eval images (framework.eval_images);
+  * `RunDescription`: once, the model summary table (train/, text) and the hparams summary
+    (the run's root: the gin bindings that differ from the defaults, against the metrics
+    TensorBoard finds in train/ and eval/ beside it);
+  * `GraphTrace`: once, the traced training loop (train/, graph);
+  * `Profiler`: steps N+1 ... M with the TensorFlow profiler (train/, profile tab).
 """
 
 import dataclasses
 import inspect
-import os
 
 import gin
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 from gin import config_parser
 from tensorboard.plugins.hparams import api as hparams_api
 
-from framework import figures
+from framework.cadence import Cadence
 from framework.errors import UserError
-from framework.loop import float32_outputs
-from framework.objective import head_correct
+from framework.observers import LoopOutput, Observer
+from framework.summaries import Summaries, as_code
 
 
 @gin.configurable
@@ -77,186 +72,77 @@ class Monitoring:
                                 f"{self.profile_steps!r}.")
 
 
-class Monitor:
-    """Writes what `Monitoring` asks for; the Experiment calls it at loop boundaries."""
+    @property
+    def histogram_cadence(self) -> Cadence:
+        return Cadence(every=self.histogram_every)
 
-    def __init__(self, options: Monitoring, experiment):
-        self.options, self.experiment = options, experiment
-        self.summaries = experiment.summaries
-        self._tracing = self._profiling = False
-        self._graph_due = options.graph  # the train loop's graph is exported once
-        self._fixed_batches = {}
+    @property
+    def profile_cadence(self) -> Cadence:
+        return Cadence(at=tuple(self.profile_steps or ()))
 
-    # -- cadence ------------------------------------------------------------------
 
-    def next_boundary(self, step: int) -> int | None:
-        """The next step at which a host loop must end for this monitor, if any."""
-        candidates = []
-        if self.options.histogram_every:
-            candidates.append(self.options.histogram_every * (step // self.options.histogram_every + 1))
-        if self.options.profile_steps:
-            candidates += [s for s in self.options.profile_steps if s > step]
-        return min(candidates) if candidates else None
+class RunDescription(Observer):
+    """The model summary table and the hparams summary, once, when training begins.
 
-    # -- training -----------------------------------------------------------------
+    hparams: {name: value} as `hyperparameters` gives them (None: no hparams summary)."""
+
+    def __init__(self, summaries: Summaries, model: keras.Model | None,
+                 hparams: dict | None, trial_id: str):
+        self.summaries, self.model, self.hparams, self.trial_id = summaries, model, hparams, trial_id
 
     def begin(self, step: int) -> None:
-        if not self.summaries.enabled:
-            return
-        if self.options.model_summary:
-            self.summaries.text("train", "model_summary", _as_code(_model_summary(
-                self.experiment.model)), step)
-        if self.options.hparams:
-            self._write_hparams()
-        self._profile(step)
+        if self.model is not None:
+            self.summaries.text("train", "model_summary", as_code(_model_summary(self.model)),
+                                step)
+        if self.hparams is not None:
+            with self.summaries.writer("").as_default():
+                hparams_api.hparams(self.hparams, trial_id=self.trial_id)
 
-    def before_train_loop(self) -> None:
-        if self._graph_due and self.summaries.enabled:
+
+class GraphTrace(Observer):
+    """The first host loop's traced graph, exported as `train_loop`."""
+
+    def __init__(self, writer: tf.summary.SummaryWriter):
+        self.writer, self._due, self._tracing = writer, True, False
+
+    def before_train_loop(self, step: int) -> None:
+        if self._due:
             tf.summary.trace_on(graph=True)
-            self._tracing, self._graph_due = True, False
+            self._due, self._tracing = False, True
 
-    def after_train_loop(self, step: int) -> None:
+    def after_train_loop(self, step: int, output: LoopOutput) -> None:
         if self._tracing:
-            with self.summaries.writer("train").as_default(step=step):
+            with self.writer.as_default(step=step):
                 tf.summary.trace_export("train_loop", step=step)
             self._tracing = False
-        if not self.summaries.enabled:
-            return
-        if self.options.histogram_every and step % self.options.histogram_every == 0:
-            self._write_histograms(step)
-        self._profile(step)
 
-    def end(self) -> None:
-        if self._profiling:
+
+class Profiler(Observer):
+    """Profiles steps start+1 ... stop into `logdir` (the host loops end at both)."""
+
+    def __init__(self, steps: tuple[int, int], logdir: str):
+        (self.start, self.stop), self.logdir, self._on = steps, logdir, False
+
+    def begin(self, step: int) -> None:
+        self._switch(step)
+
+    def after_train_loop(self, step: int, output: LoopOutput) -> None:
+        self._switch(step)
+
+    def end(self, step: int) -> None:
+        if self._on:
             tf.profiler.experimental.stop()
-            self._profiling = False
+            self._on = False
 
-    def _profile(self, step: int) -> None:
-        if not self.options.profile_steps:
-            return
-        start, stop = self.options.profile_steps
-        if step == start and not self._profiling:
-            tf.profiler.experimental.start(os.path.join(self.experiment.model_dir, "train"))
-            self._profiling = True
-        elif step >= stop and self._profiling:
+    def _switch(self, step: int) -> None:
+        if step == self.start and not self._on:
+            tf.profiler.experimental.start(self.logdir)
+            self._on = True
+        elif step >= self.stop and self._on:
             tf.profiler.experimental.stop()
-            self._profiling = False
-            logging.info("Profiled steps %d to %d into %s", start + 1, stop,
-                         os.path.join(self.experiment.model_dir, "train", "plugins", "profile"))
-
-    def _write_histograms(self, step: int) -> None:
-        model = self.experiment.trained_model
-        variables = model.trainable_variables
-        gradients = [None] * len(variables)
-        if self.options.gradient_histograms:
-            features, labels = self._fixed_batch("train", self.experiment.batch_size)
-            gradients = self._gradients(features, labels)
-        with self.summaries.writer("train").as_default(step=step):
-            for variable, gradient in zip(variables, gradients):
-                tag = _layer_tag(variable)
-                value = tf.convert_to_tensor(variable)
-                tf.summary.histogram(tag, value)
-                tf.summary.scalar(f"{tag}/mean", tf.reduce_mean(value))
-                tf.summary.scalar(f"{tag}/stddev", tf.math.reduce_std(value))
-                tf.summary.scalar(f"{tag}/min", tf.reduce_min(value))
-                tf.summary.scalar(f"{tag}/max", tf.reduce_max(value))
-                if gradient is not None:
-                    tf.summary.histogram(f"{tag}/gradient", gradient)
-
-    @tf.function
-    def _gradients(self, features, labels):
-        model = self.experiment.trained_model
-        with tf.GradientTape() as tape:
-            per_example, _ = self.experiment.objective.losses(
-                labels, float32_outputs(model(features, training=False)))
-            loss = tf.reduce_mean(per_example)
-        return tape.gradient(loss, model.trainable_variables)
-
-    # -- evaluation ---------------------------------------------------------------
-
-    def after_eval(self, step: int) -> None:
-        if not (self.summaries.enabled and self.options.images_at_eval):
-            return
-        with self.summaries.writer("eval").as_default(step=step):
-            for tag, matrix in getattr(self.experiment.trainer, "eval_matrices", {}).items():
-                tf.summary.image(tag, figures.confusion_matrix_image(
-                    matrix, self._class_names(tag, len(matrix)), f"{tag} at step {step}")[None])
-            if len(self.experiment.info.input_shape) == 3 and \
-                    self.experiment.info.input_shape[-1] in (1, 3) and \
-                    self.experiment.feature_caches is None:  # images, not cached features
-                self._write_prediction_grid()
-                self._write_activations()
-
-    def _class_names(self, tag: str, count: int) -> list[str]:
-        info = self.experiment.info
-        names = info.head(tag.split("/", 1)[1]).class_names if "/" in tag else info.class_names
-        return list(names) if names and len(names) == count else [str(i) for i in range(count)]
-
-    def _write_prediction_grid(self) -> None:
-        features, labels = self._fixed_batch("eval", self.options.image_examples)
-        if features is None:
-            return
-        outputs = float32_outputs(self.experiment.model(features, training=False))
-        info = self.experiment.info
-        heads = [(h.name, h) for h in info.heads] or [(None, info)]
-        predicted, truth, confidence, right = [], [], 1.0, True
-        for name, head in heads:
-            if head.task not in ("classification", "binary"):
-                return  # regression: no classes to show
-            head_outputs = outputs if name is None else outputs[name]
-            head_labels = labels if name is None else labels[name]
-            names = list(head.class_names or [str(i) for i in range(max(2, head.num_outputs))])
-            if head.task == "binary":
-                positive = tf.sigmoid(tf.reshape(head_outputs, [-1])).numpy()
-                classes = (positive > 0.5).astype(int)
-                confidence = confidence * np.where(classes == 1, positive, 1.0 - positive)
-            else:
-                probabilities = tf.nn.softmax(head_outputs, axis=-1).numpy()
-                classes = probabilities.argmax(axis=-1)
-                confidence = confidence * probabilities.max(axis=-1)
-            right = right & head_correct(head.task, head_labels, head_outputs).numpy()
-            predicted.append([names[c] for c in classes])
-            truth.append([names[int(c)] for c in np.reshape(head_labels, [-1])])
-        joiner = "" if all(len(n) == 1 for row in predicted for n in row) else " "
-        tf.summary.image("predictions", figures.prediction_grid(
-            features.numpy(), [joiner.join(p) for p in zip(*predicted)],
-            [joiner.join(t) for t in zip(*truth)], confidence, right)[None])
-
-    def _write_activations(self) -> None:
-        if not hasattr(self, "_activation_model"):
-            self._activation_model = _activation_model(
-                self.experiment.model, self.experiment.info.input_shape,
-                self.options.activation_layers)
-        if self._activation_model is None:
-            return
-        features, _ = self._fixed_batch("eval", self.options.activation_examples)
-        maps = float32_outputs(self._activation_model(features, training=False))
-        names = self._activation_model.conv_layer_names
-        for layer_name, layer_maps in zip(names, maps if isinstance(maps, list) else [maps]):
-            chosen = layer_maps.numpy()[..., :self.options.activation_filters]
-            tf.summary.image(f"activations/{layer_name}",
-                             np.stack([figures.activation_grid(m) for m in chosen]),
-                             max_outputs=len(chosen))
-
-    def _fixed_batch(self, split: str, size: int):
-        """The first `size` examples of a split, in the dataset's order (the same every
-        time, so images from different steps compare)."""
-        key = (split, size)
-        if key not in self._fixed_batches:
-            examples = self.experiment._examples(split)  # pylint: disable=protected-access
-            self._fixed_batches[key] = (None, None) if examples is None else \
-                next(iter(examples.batch(size)))
-        return self._fixed_batches[key]
-
-    # -- hparams ------------------------------------------------------------------
-
-    def _write_hparams(self) -> None:
-        values = hyperparameters(gin.config_str())
-        if values.get("Experiment.precision_policy") == "auto":  # what it was on this machine
-            values["Experiment.precision_policy"] = f"auto: {self.experiment.compute_policy}"
-        with self.summaries.writer("").as_default():
-            hparams_api.hparams(values, trial_id=os.path.basename(
-                os.path.normpath(self.experiment.model_dir)))
+            self._on = False
+            logging.info("Profiled steps %d to %d into %s/plugins/profile", self.start + 1,
+                         self.stop, self.logdir)
 
 
 def hyperparameters(config: str) -> dict:
@@ -293,39 +179,7 @@ def _default(selector: str, parameter: str):
         return inspect.Parameter.empty
 
 
-def _layer_tag(variable) -> str:
-    """'<layer>/<variable>' (the last two parts of the variable's path), so TensorBoard
-    groups a layer's summaries together."""
-    return "/".join(variable.path.split("/")[-2:])
-
-
 def _model_summary(model: keras.Model) -> str:
     lines = []
     model.summary(print_fn=lambda line, line_break=True: lines.append(line), expand_nested=True)
     return "\n".join(lines)
-
-
-def _as_code(text: str) -> str:
-    """Indented, so TensorBoard's markdown shows a table as it is."""
-    return "\n".join("    " + line for line in text.splitlines())
-
-
-def _activation_model(model: keras.Model, input_shape, max_layers: int):
-    """A model from the features to the outputs of the first `max_layers` Conv2D layers of
-    the model, or of its first sub-model that takes the features; None when there are none."""
-    candidates = [model, *[layer for layer in model._flatten_layers(include_self=False)  # pylint: disable=protected-access
-                           if isinstance(layer, keras.Model)]]
-    for candidate in candidates:
-        convolutions = [layer for layer in candidate.layers
-                        if isinstance(layer, keras.layers.Conv2D)][:max_layers]
-        try:
-            takes_features = tuple(candidate.inputs[0].shape[1:]) == tuple(input_shape)
-        except (AttributeError, IndexError, ValueError):
-            takes_features = False
-        if convolutions and takes_features:
-            activations = keras.Model(candidate.inputs,
-                                      [layer.output for layer in convolutions],
-                                      name="activations")
-            activations.conv_layer_names = [layer.name for layer in convolutions]
-            return activations
-    return None

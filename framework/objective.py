@@ -14,8 +14,9 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from framework.data import DatasetInfo
-from framework.metrics import ConfusionMatrix
+from framework import capabilities, registry, tasks
+from framework.data import Dataset, DatasetInfo
+from framework.errors import UserError
 
 
 @dataclasses.dataclass
@@ -86,16 +87,16 @@ class Objective:
 
     def _confusion_matrices(self) -> list[TrackedMetric]:
         if self.heads is None:
-            if self.info.task not in ("classification", "binary"):
+            if not tasks.classifies(self.info.task):
                 return []
-            matrix = ConfusionMatrix(max(2, self.info.num_outputs))
+            matrix = tasks.ConfusionMatrix(self.info.task, self.info.num_outputs)
             return [TrackedMetric("confusion_matrix", matrix, _plain_update(matrix),
                                   scalar=False)]
         tracked = []
         for head in self.heads:
-            if head.task in ("classification", "binary"):
-                matrix = ConfusionMatrix(max(2, head.num_outputs),
-                                         name=f"confusion_matrix_{head.name}")
+            if tasks.classifies(head.task):
+                matrix = tasks.ConfusionMatrix(head.task, head.num_outputs,
+                                               name=f"confusion_matrix_{head.name}")
                 tracked.append(TrackedMetric(f"confusion_matrix/{head.name}", matrix,
                                              _head_update(matrix, head.name), scalar=False))
         return tracked
@@ -115,7 +116,7 @@ class Objective:
             tracked += [TrackedMetric(f"{m.name}/{head.name}", m, _head_update(m, head.name),
                                       mean)
                         for m in head.make_metrics()]
-        classifying = [h for h in self.heads if h.task in ("classification", "binary")]
+        classifying = [h for h in self.heads if tasks.classifies(h.task)]
         if self.joint_metric and classifying and len(classifying) == len(self.heads):
             tracked.append(_all_heads_accuracy(classifying))
         return tracked
@@ -144,26 +145,47 @@ def _head_update(metric, head):
     return update
 
 
-def head_correct(task: str, labels: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
-    """Per example: does this classifying head's output (logits) give its label?"""
-    if task == "binary":
-        predicted = tf.cast(tf.reshape(outputs, [-1]) > 0.0, tf.int64)
-    else:
-        predicted = tf.argmax(outputs, axis=-1)
-    return tf.equal(predicted, tf.cast(tf.reshape(labels, [-1]), tf.int64))
-
-
-def all_heads_correct(heads, labels: dict, outputs: dict) -> tf.Tensor:
-    """Per example: is every head in `heads` ((name, task) pairs) right at once?"""
-    correct = [head_correct(task, labels[name], outputs[name]) for name, task in heads]
-    return tf.reduce_all(tf.stack(correct, axis=0), axis=0)
-
-
 def _all_heads_accuracy(heads: list[ObjectiveHead]) -> TrackedMetric:
     mean = keras.metrics.Mean(name="accuracy_all_heads")
     pairs = [(h.name, h.task) for h in heads]
 
     def update(labels, outputs, per_example, head_losses):
         if all(name in labels for name, _ in pairs):  # only batches that label every head
-            mean.update_state(tf.cast(all_heads_correct(pairs, labels, outputs), tf.float32))
+            mean.update_state(tf.cast(tasks.all_correct(pairs, labels, outputs), tf.float32))
     return TrackedMetric("accuracy/all_heads", mean, update, mean)
+
+
+def metric_values(tracked: list[TrackedMetric], reset: bool) -> dict[str, float]:
+    """Scalar values by tag, leaving out metrics no batch reached (heads nothing labelled);
+    with `reset`, every metric starts afresh after."""
+    values = {entry.tag: float(entry.metric.result()) for entry in tracked
+              if entry.scalar and entry.has_value()}
+    if reset:
+        for entry in tracked:
+            entry.metric.reset_state()
+    return values
+
+
+def objective_for(model, info: DatasetInfo, loss_fn: Callable, make_metrics: Callable | None,
+                  datasets: list[Dataset]) -> Objective:
+    """The objective of `model` on `datasets` (combined `info`): per head for a multi-head
+    model, else the task's. make_metrics: Experiment.metrics (None: by task)."""
+    heads = capabilities.heads(model)
+    if info.heads and heads is None:
+        raise UserError(multi_head_hint(info))
+    if heads is None:
+        return Objective(info, loss_fn, make_metrics or (lambda: tasks.default_metrics(info.task)))
+    names = {head.name for head, _ in heads}
+    return Objective(
+        info, loss_fn, None,
+        [ObjectiveHead(head.name, head_info.task, head.outputs or head_info.num_outputs,
+                       registry.build(head.loss) if head.loss else loss_fn, head.loss_weight,
+                       head.metrics or (lambda task=head_info.task: tasks.default_metrics(task)))
+         for head, head_info in heads],
+        joint_metric=any(names <= {h.name for h in d.info.heads} for d in datasets))
+
+
+def multi_head_hint(info: DatasetInfo) -> str:
+    return (f"Dataset '{info.name}' labels the heads {', '.join(h.name for h in info.heads)}, "
+            "so it needs a multi-head model (Experiment.model = @models.multi_head, with a "
+            "trunk).")

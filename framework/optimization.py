@@ -1,13 +1,15 @@
 """Per-variable learning-rate multipliers, as one Keras optimizer per multiplier.
 
-A model plugin may set `model.learning_rate_multipliers = {variable.path: 0.1, ...}` (e.g. a
-fine-tuned backbone under a new head). Keras optimizers have one learning rate, so each
+A model plugin may give multipliers with `capabilities.set_learning_rate_multipliers(model,
+{variable.path: 0.1, ...})` (e.g. a fine-tuned backbone under a new head). Keras optimizers have one learning rate, so each
 distinct multiplier gets a copy of the configured optimizer with its rate (or schedule)
 scaled, and applies the gradients of its own variables.
 """
 
 import keras
 import tensorflow as tf
+
+from framework import capabilities
 
 
 class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -29,7 +31,7 @@ def optimizer_groups(model: keras.Model, optimizer: keras.optimizers.Optimizer):
     Indices refer to `model.trainable_variables`. Call inside the strategy's scope: the
     copies create variables. Every optimizer is built for its variables.
     """
-    multipliers = getattr(model, "learning_rate_multipliers", {}) or {}
+    multipliers = capabilities.learning_rate_multipliers(model)
     by_factor: dict[float, list[int]] = {}
     for index, variable in enumerate(model.trainable_variables):
         by_factor.setdefault(float(multipliers.get(variable.path, 1.0)), []).append(index)

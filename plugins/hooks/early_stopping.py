@@ -23,11 +23,11 @@ class EarlyStopping(Hook):
     def _better(self, value, reference, delta=0.0):
         return value < reference - delta if self.mode == "min" else value > reference + delta
 
-    def _check(self, experiment, step, value):
+    def _check(self, context, step, value):
         if value is None:
             return
         if self.threshold is not None and self._better(value, self.threshold):
-            experiment.request_stop(f"{self.source} {self.metric} {value:.4g} crossed the "
+            context.request_stop(f"{self.source} {self.metric} {value:.4g} crossed the "
                                     f"threshold {self.threshold} at step {step}")
             return
         if math.isnan(self.best) or self._better(value, self.best, self.min_delta):
@@ -35,20 +35,20 @@ class EarlyStopping(Hook):
             return
         self.checks_without_improvement += 1
         if self.patience is not None and self.checks_without_improvement >= self.patience:
-            experiment.request_stop(
+            context.request_stop(
                 f"{self.source} {self.metric} has not improved on {self.best:.4g} for "
                 f"{self.patience} checks (step {step})")
 
-    def after_train_loop(self, experiment, step, loop):
+    def after_train_loop(self, context, step, loop):
         if self.source == "train":
-            self._check(experiment, step, loop.get(self.metric))
+            self._check(context, step, loop.get(self.metric))
 
-    def after_eval(self, experiment, step, results):
+    def after_eval(self, context, step, results):
         if self.source == "eval":
             if self.metric not in results:
                 logging.warning("early_stopping: no eval metric '%s' (have %s)",
                                 self.metric, ", ".join(results))
-            self._check(experiment, step, results.get(self.metric))
+            self._check(context, step, results.get(self.metric))
 
 
 @register.hook

@@ -15,19 +15,18 @@ class NanGuard(Hook):
         if action not in ("stop", "skip"):
             raise ValueError(f"nan_guard.action must be 'stop' or 'skip', got {action!r}")
         self.action = action
-        # Read by the Experiment when it compiles the step: skipping is done in-graph.
-        self.skips_nonfinite_steps = action == "skip"
+        self.skips_nonfinite_steps = action == "skip"  # done in-graph (see Hook)
         self._reported = 0
 
-    def after_train_loop(self, experiment, step, loop):
+    def after_train_loop(self, context, step, loop):
         count = loop["nonfinite_steps"]
         if count == self._reported:
             return
-        first = int(experiment.trainer.first_nonfinite_step.numpy())
+        first = loop["first_nonfinite_step"]
         if self.action == "stop":
-            experiment.request_stop(
+            context.request_stop(
                 f"the loss or gradients were NaN or Inf at step {first}; the last good "
-                f"checkpoint is {experiment.checkpoints.latest}",
+                f"checkpoint is {context.latest_checkpoint}",
                 save=False, exit_status=EXIT_STATUS_NONFINITE)
         else:
             logging.warning("Skipped %d step(s) with NaN or Inf loss or gradients "

@@ -14,19 +14,20 @@ class Progress(Hook):
     def __init__(self, every_seconds):
         self.every_seconds = every_seconds
 
-    def begin(self, experiment):
+    def begin(self, context):
         self._start_time = self._last_time = time.perf_counter()
-        self._start_step = int(experiment.global_step.numpy())
+        self._start_step = context.step
 
-    def after_train_loop(self, experiment, step, loop):
+    def after_train_loop(self, context, step, loop):
+        total = context.train_steps
         now = time.perf_counter()
-        if now - self._last_time < self.every_seconds and step < experiment.train_steps:
+        if now - self._last_time < self.every_seconds and step < total:
             return
         self._last_time = now
         rate = (step - self._start_step) / max(now - self._start_time, 1e-9)
-        remaining = (experiment.train_steps - step) / rate if rate else float("inf")
+        remaining = (total - step) / rate if rate else float("inf")
         logging.info("progress: step %d/%d (%.0f%%), loss %.4g, %.1f steps/s, ETA %s",
-                     step, experiment.train_steps, 100.0 * step / experiment.train_steps,
+                     step, total, 100.0 * step / total,
                      loop.get("loss", float("nan")), rate, _duration(remaining))
 
 

@@ -4,6 +4,7 @@ import os
 
 import keras
 
+from framework import capabilities
 from framework.errors import UserError
 from framework.registry import register
 
@@ -50,10 +51,10 @@ def inception_v3(info, mode="frozen", weights="imagenet", dropout=0.2, hidden_un
     inputs = keras.Input(info.input_shape)
     model = keras.Model(inputs, head(extractor(inputs)), name=f"inception_v3_{mode}")
     if mode == "frozen":
-        model.frozen_features = (extractor, head)
+        capabilities.set_frozen_features(model, extractor, head)
     if mode == "fine_tune":
-        model.learning_rate_multipliers = {
-            v.path: fine_tune_learning_rate_multiplier for v in backbone.trainable_variables}
+        capabilities.set_learning_rate_multipliers(model, {
+            v.path: fine_tune_learning_rate_multiplier for v in backbone.trainable_variables})
     return model
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import gin
 import keras
 
-from framework import registry
+from framework import capabilities, registry
 from framework.heads import resolve_heads
 from framework.registry import register
 
@@ -19,15 +19,15 @@ def multi_head(info, trunk=gin.REQUIRED, heads=()):
       and its features can be cached. Learning-rate multipliers of the trunk carry over.
     heads: `Head`s (framework/heads.py) for heads that need more than the defaults.
 
-    Outputs {head name: output}; the model's `heads` lists (Head, HeadInfo) pairs for the
-    Experiment, which builds each head's loss and metrics from them.
+    Outputs {head name: output}; its heads ((Head, HeadInfo) pairs, framework.capabilities)
+    tell the framework each head's loss and metrics.
     """
     resolved = resolve_heads(info, heads)
     # The trunk plugin builds a single-output model; its output layer is cut off below.
     first = info.heads[0]
     full = registry.build(trunk, dataclasses.replace(
         info, task=first.task, num_outputs=first.num_outputs, heads=()))
-    frozen = getattr(full, "frozen_features", None)
+    frozen = capabilities.frozen_features(full)
     shared = frozen[0] if frozen else keras.Model(full.inputs, full.layers[-2].output,
                                                   name=f"{full.name}_trunk")
     features = keras.Input(shared.output.shape[1:])
@@ -43,9 +43,10 @@ def multi_head(info, trunk=gin.REQUIRED, heads=()):
     heads_model = keras.Model(features, outputs, name="heads")
     inputs = keras.Input(info.input_shape)
     model = keras.Model(inputs, heads_model(shared(inputs)), name=f"{full.name}_multi_head")
-    model.heads = resolved
+    capabilities.set_heads(model, resolved)
     if frozen:
-        model.frozen_features = (shared, heads_model)
-    if hasattr(full, "learning_rate_multipliers"):
-        model.learning_rate_multipliers = full.learning_rate_multipliers
+        capabilities.set_frozen_features(model, shared, heads_model)
+    multipliers = capabilities.learning_rate_multipliers(full)
+    if multipliers:
+        capabilities.set_learning_rate_multipliers(model, multipliers)
     return model

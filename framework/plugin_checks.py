@@ -1,15 +1,51 @@
-"""Does the model take the dataset's features, and the loss its outputs and labels?
+"""Plugins built with checks: each failure is one UserError that names the plugin and the fix.
 
-Checked before anything is written, on two zero examples shaped like the data, so a
-mismatch is one clear message at start instead of an error deep inside a traced step.
+Does each plugin build, and give what its kind must return? Does the model take the
+dataset's features, and the loss its outputs and labels? All checked before anything is
+written (the last on two zero examples shaped like the data), so a mistake is one clear
+message at start instead of an error deep inside a traced step.
 """
 
 import keras
 import tensorflow as tf
 
-from framework.data import Dataset
+from framework import registry
+from framework.data import Dataset, DatasetInfo
 from framework.errors import UserError, first_line
-from framework.objective import Objective
+from framework.objective import Objective, multi_head_hint
+
+
+def plugin_name(plugin) -> str:
+    """How messages name a plugin: 'cnn', or the object as it was given."""
+    return f"'{getattr(plugin, '__name__', None) or repr(plugin)}'"
+
+
+def build_plugin(kind: str, plugin, expected_type: type, *context,
+                 info: DatasetInfo | None = None):
+    """`plugin` (bound as Experiment.<kind>) built with `context`, checked to be an
+    `expected_type`. info: the data a model is built for, named when it cannot be."""
+    try:
+        value = registry.build(plugin, *context)
+    except (ValueError, TypeError) as error:
+        if kind != "model":
+            raise UserError(
+                f"Building the {kind} {plugin_name(plugin)} failed: {first_line(error)} Fix "
+                "its gin parameters (`python -m framework.main --list_plugins` shows them "
+                "with their defaults)."
+            ) from error
+        # Keras checks shapes while a model is assembled: a model that cannot take the
+        # data's features usually fails here, before any data flows.
+        raise UserError(
+            f"Model {plugin_name(plugin)} cannot be built for dataset '{info.name}' "
+            f"(features {info.input_shape}, {info.outputs_description()}). Keras said: "
+            f"{first_line(error)} Fix: choose a model for this data, or change the model's "
+            "input shape." + (" " + multi_head_hint(info) if info.heads else "")
+        ) from error
+    if not isinstance(value, expected_type):
+        raise UserError(f"Experiment.{kind} = {plugin_name(plugin)} gave a "
+                        f"{type(value).__name__}, but a {kind} plugin must return a "
+                        f"{expected_type.__name__}.")
+    return value
 
 
 def check_model_fits_data(model: keras.Model, model_name: str, objective: Objective,

@@ -1,7 +1,7 @@
-"""The compiled train and eval steps: GradientTape, tf.function, strategy.run.
+"""The compiled training steps: GradientTape, tf.function, strategy.run.
 
-`Trainer` only knows how to run N training steps and one evaluation pass; the Experiment
-decides when to call which (and when to summarize and checkpoint).
+`Trainer` only knows how to run N training steps in one host call; the controller decides
+when (and when to summarize, checkpoint and evaluate).
 """
 
 import functools
@@ -9,15 +9,17 @@ import functools
 import keras
 import tensorflow as tf
 
-from framework.objective import Objective, TrackedMetric
+from framework.objective import Objective, TrackedMetric, metric_values
+from framework.observers import LoopOutput
+from framework.precision import float32_outputs
 
 
 class Trainer:
-    """Train and eval steps for one model, objective and optimizer under one strategy.
+    """Training steps for one model, objective and optimizer groups under one strategy.
 
     Contract:
       * `train(iterators, n)` runs n steps in one host call (an in-graph loop over the
-        distributed iterators) and adds n to `global_step`. With several iterators (one per
+        distributed iterators), adds n to `global_step` and returns a `LoopOutput`. With several iterators (one per
         dataset, alternating training), step s reads from iterators[schedule[s]], and only
         the heads that batch labels get gradients: the other heads' variables are not
         touched (no optimizer step on a zero gradient, which would still move them by
@@ -30,8 +32,10 @@ class Trainer:
       * The training loss is the objective's per-example loss averaged over the *global*
         batch (`tf.nn.compute_average_loss`) plus the model's regularization losses scaled
         by the number of replicas (`tf.nn.scale_regularization_loss`).
-      * Metrics come from the objective; `train_results()` and `evaluate()` return their
-        values by tag and reset them. The metric tagged `loss` is the mean per-example loss.
+      * Metrics come from the objective; `results()` returns their values by tag (and
+        resets them). The metric tagged `loss` is the mean per-example loss.
+      * `summary_scalars()`: the learning rate and, when the model has them, its
+        regularization losses, as they are now.
     """
 
     def __init__(
@@ -45,11 +49,9 @@ class Trainer:
         clip_gradient_norm: float | None = None,
         skip_nonfinite_steps: bool = False,
         schedule=None,
-        confusion_matrices: bool = False,
         jit_compile: bool = False,
     ):
         """schedule: with several training iterators, the iterator index of every step.
-        confusion_matrices: evaluation also counts them (`eval_matrices`).
         jit_compile: compile each replica's forward and backward pass with XLA (the
           optimizer update and the in-graph loop stay outside: `IteratorGetNext` has no
           XLA kernel)."""
@@ -60,7 +62,6 @@ class Trainer:
         self.schedule = None if schedule is None else tf.constant(schedule, tf.int32)
         with strategy.scope():
             self.train_metrics = objective.new_metrics()
-            self.eval_metrics = objective.new_metrics(confusion_matrices)
             # The norm of the whole (replica-summed) gradient before any clipping.
             self.gradient_norm = keras.metrics.Mean(name="gradient_norm")
             # Steps whose loss or gradients were NaN or Inf, and the first of them (-1:
@@ -74,14 +75,14 @@ class Trainer:
         self._compute_gradients = (tf.function(self._gradients, jit_compile=True)
                                    if jit_compile else self._gradients)
         self._train_steps = tf.function(self._train_steps_fn)
-        self._evaluate = tf.function(self._evaluate_fn)
 
-    # -- training ---------------------------------------------------------------------
-
-    def train(self, iterators, num_steps: int) -> None:
+    def train(self, iterators, num_steps: int) -> LoopOutput:
         """iterators: one distributed iterator, or a list of them (one per dataset)."""
+        iterators = list(iterators) if isinstance(iterators, (list, tuple)) else [iterators]
         # A tensor, so that chunks of different lengths reuse one trace.
-        self._train_steps(_as_list(iterators), tf.constant(num_steps, tf.int64))
+        self._train_steps(iterators, tf.constant(num_steps, tf.int64))
+        return LoopOutput(num_steps, int(self.nonfinite_steps.numpy()),
+                          int(self.first_nonfinite_step.numpy()))
 
     def _train_steps_fn(self, iterators, num_steps):
         for _ in tf.range(num_steps):
@@ -174,60 +175,15 @@ class Trainer:
         clipped, _ = tf.clip_by_global_norm(summed, self.clip_gradient_norm, use_norm=norm)
         return {i: g / replicas for i, g in zip(gradients, clipped)}, norm
 
-    def train_results(self, reset: bool = True) -> dict[str, float]:
+    def results(self, reset: bool = True) -> dict[str, float]:
         """Training metrics since the last reset, by tag (the mean loss and the rest)."""
-        tracked = [*self.train_metrics, _tracked(self.gradient_norm)]
-        return _results_and_reset(tracked) if reset else _results(tracked)
+        gradient_norm = TrackedMetric(self.gradient_norm.name, self.gradient_norm, update=None)
+        return metric_values([*self.train_metrics, gradient_norm], reset)
 
-    # -- evaluation -------------------------------------------------------------------
-
-    def evaluate(self, distributed_datasets) -> dict[str, float]:
-        """One pass over a distributed dataset (or each of a list of them); the metrics of
-        that pass alone."""
-        for entry in self.eval_metrics:
-            entry.metric.reset_state()
-        self._evaluate(_as_list(distributed_datasets))
-        # Arrays (confusion matrices) are kept for the monitor, not returned as results.
-        self.eval_matrices = {entry.tag: entry.metric.result().numpy()
-                              for entry in self.eval_metrics if not entry.scalar}
-        return _results_and_reset(self.eval_metrics)
-
-    def _evaluate_fn(self, distributed_datasets):
-        for batches in distributed_datasets:
-            for batch in batches:
-                self.strategy.run(self._eval_step, args=batch)
-
-    def _eval_step(self, features, labels):
-        outputs = float32_outputs(self.model(features, training=False))
-        per_example_loss, head_losses = self.objective.losses(labels, outputs)
-        self.objective.update(self.eval_metrics, labels, outputs, per_example_loss,
-                              head_losses)
-
-
-def float32_outputs(outputs):
-    """The model's outputs in float32: under a mixed-precision policy they come in
-    bfloat16, too coarse for losses, metrics and shown probabilities (a softmax of 0.9991
-    reads 1 in bfloat16). A no-op in float32."""
-    return tf.nest.map_structure(
-        lambda t: t if t.dtype == tf.float32 else tf.cast(t, tf.float32), outputs)
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _tracked(metric) -> TrackedMetric:
-    return TrackedMetric(metric.name, metric, update=None)
-
-
-def _results(tracked) -> dict[str, float]:
-    """Scalar values by tag, leaving out metrics no batch reached (heads nothing labelled)."""
-    return {entry.tag: float(entry.metric.result()) for entry in tracked
-            if entry.scalar and entry.has_value()}
-
-
-def _results_and_reset(tracked) -> dict[str, float]:
-    results = _results(tracked)
-    for entry in tracked:
-        entry.metric.reset_state()
-    return results
+    def summary_scalars(self) -> dict[str, float]:
+        # convert_to_tensor reads a (mirrored) variable in any context; float() cannot.
+        scalars = {"learning_rate": float(tf.convert_to_tensor(
+            self.optimizer_groups[0][0].learning_rate))}
+        if self.model.losses:
+            scalars["regularization_loss"] = float(tf.add_n(self.model.losses))
+        return scalars

@@ -1,0 +1,152 @@
+"""The builder: an Experiment's settings and a model_dir become the parts of a run.
+
+`build` makes every part (strategy, datasets, model, optimizer groups, objective, global
+step, checkpoints), checks them against each other and restores a checkpoint, inside the
+strategy's scope, and writes nothing. Training (framework.modes), --mode=predict and the
+benchmark all start here; nothing else needs to know how a run is put together.
+"""
+
+import dataclasses
+import tempfile
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from framework import pipeline, precision, registry, runtime
+from framework.checkpoints import Checkpoints, initialize_model
+from framework.data import Dataset, DatasetInfo, combined_info
+from framework.errors import UserError
+from framework.feature_cache import feature_caches
+from framework.objective import Objective, objective_for
+from framework.optimization import optimizer_groups
+from framework.plugin_checks import build_plugin, check_model_fits_data, plugin_name
+from framework.run_dir import RunDir
+from framework.trainer import Trainer
+
+
+@dataclasses.dataclass
+class Run:
+    """The parts of one run, built and checked, its checkpoint (if any) restored.
+
+    model is the whole model (what predictions and exports use); trained_model is what the
+    steps train: the model, or its head alone when a frozen extractor's features are cached.
+    """
+
+    run_dir: RunDir
+    strategy: tf.distribute.Strategy
+    datasets: list[Dataset]
+    info: DatasetInfo
+    schedule: np.ndarray | None  # which dataset feeds each step (several datasets)
+    compute_policy: str  # what precision_policy became ('auto' resolved)
+    model: keras.Model
+    trained_model: keras.Model
+    data: pipeline.RunData
+    optimizer: keras.optimizers.Optimizer
+    optimizer_groups: list  # [(optimizer, variable indices)], see framework.optimization
+    global_step: tf.Variable
+    loss_fn: object
+    objective: Objective
+    checkpoints: Checkpoints
+    restored_from: str | None
+    is_chief: bool  # the worker that writes into model_dir
+
+    @property
+    def step(self) -> int:
+        return int(self.global_step.numpy())
+
+    def examples(self, split: str, index: int = 0) -> tf.data.Dataset | None:
+        """Dataset `index`'s split as the trained model sees it (see pipeline.RunData)."""
+        return self.data.examples(split, index)
+
+
+def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
+    """The run `experiment` (an Experiment's settings) describes in `model_dir`, with its
+    'latest' or 'best' checkpoint restored when there is one; writes nothing."""
+    run_dir = RunDir(model_dir)
+    plugins = experiment.plugins
+    runtime.set_thread_pools(experiment.threads)
+    # The strategy first: splitting the CPU into logical devices must precede any op.
+    strategy = registry.build(plugins["strategy"]) or tf.distribute.get_strategy()
+    runtime.seed_everything(experiment.seed, experiment.deterministic)
+    dataset_plugins = plugins["dataset"]
+    datasets = [build_plugin("dataset", plugin, Dataset)
+                for plugin in (dataset_plugins if isinstance(dataset_plugins, (list, tuple))
+                               else [dataset_plugins])]
+    info = combined_info([dataset.info for dataset in datasets])
+    schedule = pipeline.dataset_schedule(len(datasets), experiment.dataset_schedule,
+                                         experiment.dataset_weights, experiment.train_steps,
+                                         experiment.seed)
+    with strategy.scope():
+        compute_policy = precision.resolve(experiment.precision_policy, strategy,
+                                           _saved_compute_policy(run_dir))
+        with precision.dtype_policy(compute_policy):
+            model = build_plugin("model", plugins["model"], keras.Model, info, info=info)
+        trained_model, caches = feature_caches(
+            model, datasets, experiment.cache_features,
+            experiment.feature_cache_dir or run_dir.feature_cache)
+        optimizer = build_plugin("optimizer", plugins["optimizer"], keras.optimizers.Optimizer)
+        # Keras 3 creates optimizer slots lazily; they must exist inside the scope before
+        # the first traced step and before a restore, or restoring skips them.
+        # (optimizer_groups builds them; copies serve learning-rate multipliers.)
+        groups = optimizer_groups(trained_model, optimizer)
+        global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    loss_fn = registry.build(plugins["loss"])
+    objective = objective_for(model, info, loss_fn, experiment.metrics, datasets)
+    for dataset in datasets:
+        check_model_fits_data(model, plugin_name(plugins["model"]), objective, dataset)
+    is_chief = strategy.extended.should_checkpoint
+    checkpoints = _checkpoints(run_dir, experiment.max_checkpoints_to_keep, is_chief, model,
+                               optimizer, groups, global_step)
+    restored_from = _restore(checkpoints, checkpoint, run_dir, model, experiment.init_checkpoint)
+    return Run(run_dir, strategy, datasets, info, schedule, compute_policy, model,
+               trained_model, pipeline.RunData(datasets, caches), optimizer, groups,
+               global_step, loss_fn, objective, checkpoints, restored_from, is_chief)
+
+
+def build_trainer(run: Run, experiment, skip_nonfinite_steps: bool = False) -> Trainer:
+    """The compiled training steps for `run`, as `experiment`'s settings ask."""
+    return Trainer(run.strategy, run.trained_model, run.objective, run.optimizer_groups,
+                   experiment.batch_size, run.global_step, experiment.clip_gradient_norm,
+                   skip_nonfinite_steps=skip_nonfinite_steps, schedule=run.schedule,
+                   jit_compile=experiment.jit_compile)
+
+
+def _saved_compute_policy(run_dir: RunDir) -> str | None:
+    saved = run_dir.saved_compute_policy()
+    return None if saved is None else precision.check_compute_policy(
+        saved, run_dir.file("compute_policy.txt"))
+
+
+def _checkpoints(run_dir, max_to_keep, is_chief, model, optimizer, groups,
+                 global_step) -> Checkpoints:
+    # Every worker of a multi-worker run restores from model_dir and takes part in saving,
+    # but only the chief writes there; the others save into a scratch folder.
+    return Checkpoints(
+        run_dir, max_to_keep,
+        save_dir=None if is_chief else tempfile.mkdtemp(prefix="worker-checkpoints-"),
+        model=model, optimizer=optimizer, global_step=global_step,
+        **({"scaled_optimizers": [group[0] for group in groups[1:]]} if len(groups) > 1
+           else {}),
+        # Keras keeps layers' random state (Dropout's seed generators) outside the model's
+        # checkpointed variables; without it a resumed run draws other masks.
+        rng=[generator.state for layer in model._flatten_layers()  # pylint: disable=protected-access
+             for generator in getattr(layer, "_seed_generators", [])])
+
+
+def _restore(checkpoints: Checkpoints, which: str, run_dir: RunDir, model,
+             init_checkpoint: str | None) -> str | None:
+    """Restores `which` checkpoint of this run; else, for a new run, the model weights of
+    init_checkpoint. Returns what was restored from (None: nothing of this run's)."""
+    try:
+        restored = checkpoints.restore(which)
+    except UserError as error:
+        changes = run_dir.config_changes(gin.operative_config_str())
+        if not changes:
+            raise
+        raise UserError(f"{error}\nThe config changed since that run:\n{changes}") from error
+    if restored is None and init_checkpoint:
+        initialize_model(model, init_checkpoint)
+    return restored

@@ -1,0 +1,90 @@
+"""The arithmetic a model computes in: the precision policies and what 'auto' becomes.
+
+A run builds its model under one Keras dtype policy and keeps it: 'auto' is resolved once,
+when the run starts, and the result is kept in model_dir (framework.run_dir), so a run
+resumed on another machine does not change its arithmetic halfway.
+"""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from framework import hardware
+from framework.errors import UserError
+
+COMPUTE_POLICIES = ("float32", "mixed_bfloat16")  # Keras dtype policies a model is built in
+PRECISION_POLICIES = (*COMPUTE_POLICIES, "auto")
+
+
+def check_policy(name: str) -> None:
+    """Raises UserError unless `name` is a policy Experiment.precision_policy accepts."""
+    if name in PRECISION_POLICIES:
+        return
+    raise UserError(
+        f"Experiment.precision_policy must be one of {', '.join(PRECISION_POLICIES)}, got "
+        f"{name!r}."
+        + (" mixed_float16 needs loss scaling, which this loop does not do; "
+           "'mixed_bfloat16' needs none and is as fast on GPUs that have it."
+           if name == "mixed_float16" else ""))
+
+
+def check_compute_policy(name: str, source: str) -> str:
+    """`name` if it is a compute policy; else a UserError naming `source` (where it was read)."""
+    if name not in COMPUTE_POLICIES:
+        raise UserError(f"{source} holds {name!r}, not 'float32' or 'mixed_bfloat16': write "
+                        "the one this run started with, or set Experiment.precision_policy "
+                        "to it.")
+    return name
+
+
+def resolve(requested: str, strategy: tf.distribute.Strategy, saved: str | None) -> str:
+    """The compute policy to build the model in.
+
+    requested: Experiment.precision_policy. saved: what 'auto' became when this run started
+    (None for a new run). 'auto' is mixed_bfloat16 on CPUs with AMX-BF16 units and oneDNN
+    on, float32 elsewhere (BUILD_NOTES.md has the measurements behind the rule).
+    """
+    if requested != "auto":
+        return requested
+    if saved is not None:
+        logging.info("Experiment.precision_policy 'auto' is %s, as when this run started.",
+                     saved)
+        return saved
+    on_cpu = _trains_on_cpu(strategy)
+    policy = ("mixed_bfloat16" if on_cpu and hardware.cpu_has_bfloat16_matrix_units()
+              else "float32")
+    logging.info("Experiment.precision_policy 'auto' is %s here (%s).", policy,
+                 "the CPU has AMX-BF16 units and oneDNN is on" if policy != "float32"
+                 else "no AMX-BF16 units, or oneDNN off" if on_cpu
+                 else "not a CPU: bfloat16 is not measured there")
+    return policy
+
+
+def _trains_on_cpu(strategy: tf.distribute.Strategy) -> bool:
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # the default strategy: a GPU if there is one
+        return not tf.config.list_logical_devices("GPU")
+    return all("CPU" in device.upper() for device in devices)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras layers built inside compute in policy `name`; the global policy is restored
+    after, so later models in the process are not affected."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def float32_outputs(outputs):
+    """The model's outputs in float32: under a mixed-precision policy they come in
+    bfloat16, too coarse for losses, metrics and shown probabilities (a softmax of 0.9991
+    reads 1 in bfloat16). A no-op in float32."""
+    return tf.nest.map_structure(
+        lambda t: t if t.dtype == tf.float32 else tf.cast(t, tf.float32), outputs)
