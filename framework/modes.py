@@ -38,25 +38,36 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
         raise UserError(f"--mode=eval needs a checkpoint, and {model_dir} has no {checkpoint} "
                         "one. Train first (--mode=train_and_eval).")
     trains = mode != "eval"
+    if trains and run.restored_from:
+        logging.info("This run resumed from %s (step %d).", run.restored_from, run.step)
     # A training run holds model_dir (through its chief, the only worker writing there);
     # evaluating a run that is still training is allowed. Held before anything below
     # computes (feature caches) or writes.
     with run.run_dir.lock() if trains and run.is_chief else contextlib.nullcontext():
         summaries = Summaries(run.run_dir)
         try:
-            controller = _controller(run, experiment, mode, summaries, stop)
-            make_inputs = functools.partial(
-                pipeline.training_iterators, run.strategy, run.data, run.schedule,
-                experiment.batch_size, experiment.seed, experiment.shuffle_buffer,
-                train_steps=experiment.train_steps)
-            return controller.run(mode, lambda start: make_inputs(start=start))
+            controller = build_controller(run, experiment, mode, summaries, stop)
+            return controller.run(mode, training_inputs(run, experiment))
         finally:
             summaries.close()
 
 
-def _controller(run: Run, experiment, mode: str, summaries: Summaries,
-                stop: StopRequest | None) -> Controller:
-    hooks = [registry.build(hook) for hook in experiment.hook_plugins]
+def training_inputs(run: Run, experiment):
+    """start step -> the run's training iterators positioned there (Controller.train's
+    make_inputs)."""
+    def make_inputs(start: int) -> list:
+        return pipeline.training_iterators(
+            run.strategy, run.data, run.schedule, experiment.batch_size, experiment.seed,
+            experiment.shuffle_buffer, start, experiment.train_steps)
+    return make_inputs
+
+
+def build_controller(run: Run, experiment, mode: str, summaries: Summaries,
+                     stop: StopRequest | None = None, extra_hooks=()) -> Controller:
+    """The controller of `run` for `mode`, with the trainer, evaluator, observers and
+    hooks `experiment`'s settings ask for (plus `extra_hooks`, e.g. the benchmark's clock).
+    Builds the data streams it needs, so call it inside the run's lock."""
+    hooks = [registry.build(hook) for hook in experiment.hook_plugins] + list(extra_hooks)
     trains, evaluates = mode != "eval", mode != "train"
     monitoring: Monitoring = experiment.monitoring
     observers = _chief_observers(run, experiment, monitoring, summaries) if run.is_chief else []

@@ -31,7 +31,9 @@ class EvalOutput:
 class Observer:
     """A part that watches training; override the calls you need. Called by the controller
     in this order: begin, then per host loop before_train_loop, after_train_loop,
-    after_train_summary (when summaries are due), after_eval (after each evaluation); end."""
+    after_train_summary (when summaries are due), after_eval (when an evaluation is due);
+    end. train_and_eval's final evaluation and --mode=eval's come after `end` (or without
+    any training call) and reach after_eval too."""
 
     def begin(self, step: int) -> None:
         """Before the first host loop (step: where training starts)."""

@@ -39,3 +39,30 @@ def tree_snapshot(directory: pathlib.Path) -> dict:
         str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
         for p in directory.rglob("*") if p.is_file()
     }
+
+
+def build_run(config: str, model_dir, checkpoint: str = "latest"):
+    """(experiment, run): a gin config string's settings and the run's parts built in
+    model_dir (framework.assembly), without training."""
+    import gin  # pylint: disable=import-outside-toplevel
+    from framework import assembly  # pylint: disable=import-outside-toplevel
+    from framework.experiment import Experiment  # pylint: disable=import-outside-toplevel
+    gin.parse_config(config)
+    experiment = Experiment()
+    return experiment, assembly.build(experiment, str(model_dir), checkpoint)
+
+
+def training_iterator(experiment, run, start_step: int = 0):
+    """A distributed iterator over the run's training stream from `start_step`."""
+    from framework.data import training_batches  # pylint: disable=import-outside-toplevel
+    batches = training_batches(run.examples("train"), experiment.batch_size, experiment.seed,
+                               start_step)
+    return iter(run.strategy.experimental_distribute_dataset(batches))
+
+
+def evaluate(experiment, run) -> dict:
+    """One evaluation pass of the run's model as it is now: its scalar metrics."""
+    from framework import pipeline  # pylint: disable=import-outside-toplevel
+    from framework.evaluator import Evaluator  # pylint: disable=import-outside-toplevel
+    datasets = pipeline.evaluation_datasets(run.strategy, run.data, experiment.batch_size)
+    return Evaluator(run.strategy, run.trained_model, run.objective, datasets).evaluate().scalars

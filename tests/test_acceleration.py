@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 import events
-from framework import hardware
+from framework import assembly, hardware
 from framework.errors import UserError
 from framework.experiment import Experiment
-from framework.loop import float32_outputs
+from framework.precision import float32_outputs
 
 TINY_CNN = """
 Experiment.dataset = @datasets.synthetic
@@ -30,23 +30,24 @@ models.cnn.dense_units = 8
 
 
 def trained(tmp_path, name, extra=""):
+    """(the run as its last checkpoint left it, the results of training it)."""
     gin.clear_config()
     gin.parse_config(TINY_CNN + extra)
     experiment = Experiment()
     results = experiment.run(str(tmp_path / name), "train_and_eval")
-    return experiment, results
+    return assembly.build(experiment, str(tmp_path / name)), results
 
 
 def test_jit_compiled_steps_compute_what_the_plain_steps_do(tmp_path):
     plain, _ = trained(tmp_path, "plain")
     compiled, _ = trained(tmp_path, "xla", "Experiment.jit_compile = True")
-    assert compiled.trainer._compute_gradients is not compiled.trainer._gradients  # pylint: disable=protected-access
+    trainer = assembly.build_trainer(compiled, Experiment())
+    assert trainer._compute_gradients is not trainer._gradients  # pylint: disable=protected-access
     for a, b in zip(plain.model.weights, compiled.model.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
     gin.clear_config()
-    gin.parse_config(TINY_CNN)
-    untrained = Experiment()
-    untrained.build(str(tmp_path / "untrained"))  # same seed: the runs' initial weights
+    gin.parse_config(TINY_CNN)  # same seed: the runs' initial weights
+    untrained = assembly.build(Experiment(), str(tmp_path / "untrained"))
     assert not np.allclose(untrained.model.weights[0].numpy(), compiled.model.weights[0].numpy())
 
 

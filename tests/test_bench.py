@@ -8,7 +8,8 @@ import sys
 import keras
 import pytest
 
-from framework import bench, config
+from framework import config
+from framework.bench import measure, variants
 from framework.errors import UserError
 from helpers import REPO, cli_environment
 
@@ -62,7 +63,7 @@ def test_bench_compares_fit_and_the_loop_and_whole_jobs_and_writes_json(tmp_path
 def test_feature_cache_variant_needs_a_frozen_feature_extractor():
     config.parse(["gin/mlp.gin"], [b.split("=", 1)[1] for b in TINY])
     with pytest.raises(UserError, match="needs a model with a frozen feature extractor"):
-        bench._run_feature_cache()  # pylint: disable=protected-access
+        variants.run_feature_cache()
 
 
 def test_training_flops_are_three_forward_passes_as_the_profiler_counts_them():
@@ -71,4 +72,4 @@ def test_training_flops_are_three_forward_passes_as_the_profiler_counts_them():
     model = keras.Model(inputs, keras.layers.Dense(3)(features))
     conv = 2 * 6 * 6 * 9 * 4 + 6 * 6 * 4  # multiply-adds and bias adds of a 6x6x4 output
     dense = 2 * 144 * 3 + 3
-    assert bench._training_flops_per_example(model) == 3 * (conv + dense)  # pylint: disable=protected-access
+    assert measure.training_flops_per_example(model) == 3 * (conv + dense)

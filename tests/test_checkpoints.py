@@ -8,7 +8,7 @@ import pytest
 
 import events
 from framework.errors import UserError
-from framework.config import config_changes
+from framework.run_dir import config_changes
 from framework.experiment import Experiment
 from test_experiment import SYNTHETIC_MLP
 

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import events
+from framework import assembly
 from framework.errors import UserError
 from framework.experiment import Experiment
 from framework.registry import register
@@ -91,11 +92,16 @@ def test_checkpoints_keep_the_last_n(tmp_path):
     assert kept == ["ckpt-50.index", "ckpt-60.index"]
 
 
+def trained_model(experiment, model_dir):
+    """The model of a finished run, restored from its latest checkpoint by the builder."""
+    return assembly.build(experiment, str(model_dir)).model
+
+
 def test_linear_regression_learns_weight_and_bias(tmp_path):
     gin.parse_config_file(str(REPO / "gin/linear_regression.gin"))
     experiment = Experiment()
     experiment.run(str(tmp_path))
-    kernel, bias = experiment.model.get_layer("dense").get_weights()
+    kernel, bias = trained_model(experiment, tmp_path).get_layer("dense").get_weights()
     assert kernel.item() == pytest.approx(0.1, abs=0.01)
     assert bias.item() == pytest.approx(0.3, abs=0.01)
 
@@ -105,7 +111,7 @@ def test_nonlinear_regression_fits_the_parabola(tmp_path):
     experiment = Experiment()
     results = experiment.run(str(tmp_path))
     x = np.linspace(-0.5, 0.5, 11, dtype=np.float32).reshape(-1, 1)
-    predicted = experiment.model(x).numpy()
+    predicted = trained_model(experiment, tmp_path)(x).numpy()
     # noise is 0.02; a fit within 0.03 of x^2 everywhere has learned the curve
     np.testing.assert_allclose(predicted, x ** 2, atol=0.03)
     assert results["eval"]["loss"] < 1e-3  # the noise alone gives 4e-4

@@ -11,7 +11,8 @@ import events
 from framework import registry
 from framework.errors import UserError
 from framework.experiment import Experiment
-from framework.objective import all_heads_correct
+from framework import assembly
+from framework.tasks import all_correct as all_heads_correct
 from helpers import run_cli
 
 JOINT = """
@@ -51,9 +52,10 @@ def experiment(config, model_dir, extra=""):
 
 
 def trained(config, model_dir, extra="", mode="train"):
-    """(the experiment, its results) after a run in model_dir."""
+    """(the run as its last checkpoint left it, its results) after a run in model_dir."""
     built = experiment(config, model_dir, extra)
-    return built, built.run(str(model_dir), mode)
+    results = built.run(str(model_dir), mode)
+    return assembly.build(built, str(model_dir)), results
 
 
 def head_kernel(model, head):
@@ -62,8 +64,7 @@ def head_kernel(model, head):
 
 def initial_weights(config, model_dir, extra=""):
     built = experiment(config, model_dir, extra)
-    built.build(str(model_dir))
-    return [v.numpy() for v in built.model.weights]
+    return [v.numpy() for v in assembly.build(built, str(model_dir)).model.weights]
 
 
 def test_all_heads_accuracy_on_a_hand_made_batch():
@@ -119,8 +120,8 @@ def test_loss_weight_scales_its_heads_gradient(tmp_path):
 
 def test_a_head_no_dataset_feeds_keeps_its_initial_weights(tmp_path):
     never_b = "Experiment.dataset_schedule = 'weighted'\nExperiment.dataset_weights = [1, 0]\n"
-    before = experiment(ALTERNATING, tmp_path / "init", never_b)
-    before.build(str(tmp_path / "init"))
+    before = assembly.build(experiment(ALTERNATING, tmp_path / "init", never_b),
+                            str(tmp_path / "init"))
     a_before, b_before = (head_kernel(before.model, h) for h in "ab")
     built, results = trained(ALTERNATING, tmp_path / "run", never_b)
     np.testing.assert_array_equal(head_kernel(built.model, "b"), b_before)  # Adam, 8 steps
@@ -161,7 +162,7 @@ def test_mirrored_alternating_training_agrees_with_one_device(tmp_path):
 ])
 def test_bad_multi_head_configs_fail_with_the_fix(tmp_path, extra, message):
     with pytest.raises(UserError, match=message):
-        experiment(JOINT, tmp_path, extra).build(str(tmp_path))
+        assembly.build(experiment(JOINT, tmp_path, extra), str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -169,7 +170,7 @@ def test_dataset_weights_must_match_the_datasets(tmp_path):
     built = experiment(ALTERNATING, tmp_path, "Experiment.dataset_schedule = 'weighted'\n"
                                               "Experiment.dataset_weights = [1.0]")
     with pytest.raises(UserError, match="must be 2 non-negative numbers"):
-        built.build(str(tmp_path))
+        assembly.build(built, str(tmp_path))
 
 
 def build_dataset(plugin, **kwargs):

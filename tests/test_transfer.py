@@ -1,5 +1,6 @@
 """Transfer learning with InceptionV3: frozen backbone, fine-tuning, weights, clear errors."""
 
+import json
 import logging
 import textwrap
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from framework import registry
+from framework import assembly, modes, registry
+from framework.bench import variants
 from framework.data import DatasetInfo
 from framework.data import training_batches
 from framework.errors import UserError
@@ -32,20 +34,21 @@ def test_frozen_backbone_does_not_change_while_the_head_learns(tmp_path):
         Experiment.train_steps = 6
         Experiment.steps_per_loop = 3
     """)
-    experiment.build(str(tmp_path / "run"))
-    backbone = backbone_of(experiment.model)
-    assert not backbone.trainable and experiment.model.trainable_variables
+    run = assembly.build(experiment, str(tmp_path / "run"))
+    backbone = backbone_of(run.model)
+    assert not backbone.trainable and run.model.trainable_variables
     before_backbone = {v.path: v.numpy() for v in backbone.weights}
-    before_head = {v.path: v.numpy() for v in experiment.model.trainable_variables}
+    before_head = {v.path: v.numpy() for v in run.model.trainable_variables}
     moving = [v.path for v in backbone.weights if "moving_" in v.path]
     assert len(moving) == 2 * 94  # every BatchNorm's mean and variance is checked
-    experiment.train(evaluate=False)
+    trainer = assembly.build_trainer(run, experiment)
+    assert trainer.train(modes.training_inputs(run, experiment)(0), 6).steps == 6
     for variable in backbone.weights:
         np.testing.assert_array_equal(variable.numpy(), before_backbone[variable.path],
                                       err_msg=variable.path)
     assert all(not np.array_equal(v.numpy(), before_head[v.path])
-               for v in experiment.model.trainable_variables)
-    assert {v.path for v in experiment.model.trainable_variables} == {
+               for v in run.model.trainable_variables)
+    assert {v.path for v in run.model.trainable_variables} == {
         "logits/kernel", "logits/bias"}
 
 
@@ -115,8 +118,8 @@ def test_fine_tune_trains_exactly_the_top_blocks_at_the_multiplied_rate(tmp_path
         Experiment.optimizer = @optimizers.sgd
         optimizers.sgd.learning_rate = 1.0
     """)
-    experiment.build(str(tmp_path / "run"))
-    backbone = backbone_of(experiment.model)
+    run = assembly.build(experiment, str(tmp_path / "run"))
+    backbone = backbone_of(run.model)
     top_block = backbone.layers[backbone.layers.index(backbone.get_layer("mixed9")) + 1:]
     expected_trainable = {v.path for layer in top_block for v in layer.weights
                           if not isinstance(layer, keras.layers.BatchNormalization)}
@@ -124,15 +127,16 @@ def test_fine_tune_trains_exactly_the_top_blocks_at_the_multiplied_rate(tmp_path
     assert trainable == expected_trainable and trainable
     # One SGD step: head variables move by -1.0 * gradient, top-block ones by -0.1 * gradient;
     # everything else, BatchNorm statistics included, stays as it was.
-    features, labels = next(iter(training_batches(experiment.dataset.train, 8, experiment.seed)))
-    variables = experiment.model.trainable_variables
+    images = run.examples("train")
+    features, labels = next(iter(training_batches(images, 8, experiment.seed)))
+    variables = run.model.trainable_variables
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(experiment.loss_fn(labels, experiment.model(features, training=True)))
+        loss = tf.reduce_mean(run.loss_fn(labels, run.model(features, training=True)))
     gradients = tape.gradient(loss, variables)
     before = [v.numpy() for v in variables]
     frozen_before = {v.path: v.numpy() for v in backbone.non_trainable_weights}
-    experiment.trainer.train(iter(experiment.strategy.experimental_distribute_dataset(
-        training_batches(experiment.dataset.train, 8, experiment.seed))), 1)
+    assembly.build_trainer(run, experiment).train(iter(run.strategy.experimental_distribute_dataset(
+        training_batches(images, 8, experiment.seed))), 1)
     for variable, old, gradient in zip(variables, before, gradients):
         rate = 0.1 if variable.path in trainable else 1.0
         np.testing.assert_allclose(variable.numpy(), old - rate * gradient.numpy(),
@@ -145,11 +149,11 @@ def test_fine_tune_trains_exactly_the_top_blocks_at_the_multiplied_rate(tmp_path
 def test_fine_tune_starts_from_the_frozen_runs_weights(tmp_path):
     frozen = transfer_experiment(tmp_path, "Experiment.train_steps = 3")
     frozen.run(str(tmp_path / "frozen"))
-    trained = [v.numpy() for v in frozen.model.weights]
-    fine_tune = transfer_experiment(tmp_path, f"""
+    trained = [v.numpy() for v in assembly.build(frozen, str(tmp_path / "frozen")).model.weights]
+    fine_tune_settings = transfer_experiment(tmp_path, f"""
         Experiment.init_checkpoint = '{tmp_path / "frozen" / "checkpoints"}'
     """, config="fine_tune_inception.gin")
-    fine_tune.build(str(tmp_path / "fine_tune"))
+    fine_tune = assembly.build(fine_tune_settings, str(tmp_path / "fine_tune"))
     assert fine_tune.restored_from is None and fine_tune.model.name == "inception_v3_fine_tune"
     # Matched by the model's structure: Keras's automatic layer names differ between the
     # two models (conv2d_94 here, conv2d_188 there), the checkpoint's object graph does not.
@@ -165,13 +169,14 @@ def test_feature_cache_is_written_once_reused_and_invalidated(tmp_path, caplog, 
         first = transfer_experiment(tmp_path, extra)
         first.run(str(tmp_path / "first"))
     assert "Feature cache: computing the train features" in caplog.text
-    assert first.trainer.model is first.model.get_layer("head")  # only the head trains
+    run = assembly.build(first, str(tmp_path / "first"))
+    assert run.trained_model is run.model.get_layer("head")  # only the head trains
     (key,) = [p.name for p in shared.iterdir()]
     # The cached features are what the backbone computes: the full model on the images
     # and the head on the features agree.
-    images, _ = next(iter(first.dataset.eval.batch(100)))
-    features, _ = next(iter(first._examples("eval").batch(100)))  # pylint: disable=protected-access
-    np.testing.assert_allclose(first.model(images), first.trained_model(features), atol=1e-5)
+    images, _ = next(iter(run.datasets[0].eval.batch(100)))
+    features, _ = next(iter(run.examples("eval").batch(100)))
+    np.testing.assert_allclose(run.model(images), run.trained_model(features), atol=1e-5)
 
     def no_backbone(*args):
         raise AssertionError("the backbone ran although the features were cached")
@@ -189,15 +194,14 @@ def test_feature_cache_is_written_once_reused_and_invalidated(tmp_path, caplog, 
 def test_feature_cache_is_off_with_augmentation(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         experiment = transfer_experiment(tmp_path, "image_folder.flip = True\n")
-        experiment.build(str(tmp_path / "run"))
+        run = assembly.build(experiment, str(tmp_path / "run"))
     assert "Feature cache off: the dataset augments its training images" in caplog.text
-    assert experiment.trained_model is experiment.model
+    assert run.trained_model is run.model and not run.data.features_cached
 
 
 def test_feature_cache_benchmark_times_an_epoch_both_ways(tmp_path):
-    from framework import bench  # pylint: disable=import-outside-toplevel
     experiment = transfer_experiment(tmp_path)  # writes the images, parses the config
-    figures = bench._run_feature_cache()  # pylint: disable=protected-access
+    figures = variants.run_feature_cache()
     train_size = registry.build(experiment.plugins["dataset"]).info.train_size
     assert figures["epoch_steps"] == train_size // 8 >= 1
     assert figures["epoch_seconds_recomputing"] > 0 and figures["epoch_seconds_cached"] > 0
@@ -210,19 +214,20 @@ def test_transfer_config_runs_on_a_three_class_folder(tmp_path):
         write_images(tmp_path / "images" / name, colour, 10, seed)
     experiment = transfer_experiment(tmp_path, "Experiment.train_steps = 2")
     results = experiment.run(str(tmp_path / "run"))
-    assert experiment.info.task == "classification" and experiment.info.num_outputs == 3
+    info = json.loads((tmp_path / "run" / "dataset_info.json").read_text())
+    assert info["task"] == "classification" and info["num_outputs"] == 3
     assert results["step"] == 2 and set(results["eval"]) == {"loss", "accuracy"}
 
 
 def test_fine_tune_run_resumes_with_its_scaled_optimizer(tmp_path):
     extra = "inception_v3.mode = 'fine_tune'\nExperiment.train_steps = {}\n"
     first = transfer_experiment(tmp_path, extra.format(2))
+    untrained = assembly.build(first, str(tmp_path / "untrained"))
+    fresh_slots = [v.numpy() for v in untrained.optimizer_groups[1][0].variables]
     first.run(str(tmp_path / "run"))
-    assert len(first.optimizer_groups) == 2  # the head's optimizer and the 0.1x copy
-    scaled = first.optimizer_groups[1][0]
-    slots = [v.numpy() for v in scaled.variables]
-    resumed = transfer_experiment(tmp_path, extra.format(4))
-    resumed.build(str(tmp_path / "run"))
+    resumed = assembly.build(transfer_experiment(tmp_path, extra.format(4)), str(tmp_path / "run"))
     assert resumed.restored_from.endswith("ckpt-2")
-    for restored, saved in zip(resumed.optimizer_groups[1][0].variables, slots):
-        np.testing.assert_array_equal(restored.numpy(), saved)
+    assert len(resumed.optimizer_groups) == 2  # the head's optimizer and the 0.1x copy
+    restored = [v.numpy() for v in resumed.optimizer_groups[1][0].variables]
+    # Two steps moved the scaled optimizer's slots, and the checkpoint brought them back.
+    assert any(not np.array_equal(r, f) for r, f in zip(restored, fresh_slots))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from framework.data import training_batches
-from framework.experiment import Experiment
+from framework import assembly
 from framework.registry import register
+from helpers import build_run, evaluate, training_iterator
 
 SMALL_CNN = """
 Experiment.dataset = @datasets.synthetic
@@ -24,44 +24,40 @@ datasets.synthetic.eval_size = 128
 
 
 def built(tmp_path, extra=""):
-    gin.parse_config(SMALL_CNN + extra)
-    experiment = Experiment()
-    experiment.build(str(tmp_path / "run"))
-    return experiment
+    """(experiment, run, trainer) of the small CNN config."""
+    experiment, run = build_run(SMALL_CNN + extra, tmp_path / "run")
+    return experiment, run, assembly.build_trainer(run, experiment)
 
 
-def iterator_of(experiment, start_step=0):
-    batches = training_batches(experiment.dataset.train, experiment.batch_size,
-                               experiment.seed, start_step)
-    return iter(experiment.strategy.experimental_distribute_dataset(batches))
-
-
-def per_step_losses(experiment, steps):
-    iterator, losses = iterator_of(experiment), []
+def per_step_losses(experiment, run, trainer, steps):
+    iterator, losses = training_iterator(experiment, run), []
     for _ in range(steps):
-        experiment.trainer.train(iterator, 1)
-        losses.append(experiment.trainer.train_results()["loss"])
+        trainer.train(iterator, 1)
+        losses.append(trainer.results()["loss"])
     return losses
 
 
 def test_learns_and_counts_steps(tmp_path):
-    experiment = built(tmp_path, "Experiment.model = @models.mlp")
-    before = experiment.evaluate()["accuracy"]
-    experiment.trainer.train(iterator_of(experiment), 60)
-    after = experiment.evaluate()
-    assert int(experiment.global_step.numpy()) == 60
+    experiment, run, trainer = built(tmp_path, "Experiment.model = @models.mlp")
+    before = evaluate(experiment, run)["accuracy"]
+    output = trainer.train(training_iterator(experiment, run), 60)
+    after = evaluate(experiment, run)
+    assert output.steps == 60 and output.nonfinite_steps == 0
+    assert output.first_nonfinite_step == -1
+    assert run.step == 60
     assert before < 0.3 and after["accuracy"] > 0.95
-    assert int(experiment.optimizer.iterations.numpy()) == 60
+    assert int(run.optimizer.iterations.numpy()) == 60
 
 
 def test_mirrored_over_two_logical_cpus_agrees_with_one_device(tmp_path):
-    one = built(tmp_path / "one", "Experiment.strategy = @strategies.default")
-    one_losses = per_step_losses(one, 6)
+    _, one, _ = one_parts = built(tmp_path / "one", "Experiment.strategy = @strategies.default")
+    one_losses = per_step_losses(*one_parts, 6)
     gin.clear_config()
-    mirrored = built(tmp_path / "two", "Experiment.strategy = @strategies.mirrored\n"
-                                       "strategies.mirrored.logical_cpus = 2")
+    mirrored_parts = built(tmp_path / "two", "Experiment.strategy = @strategies.mirrored\n"
+                                             "strategies.mirrored.logical_cpus = 2")
+    mirrored = mirrored_parts[1]
     assert mirrored.strategy.num_replicas_in_sync == 2
-    mirrored_losses = per_step_losses(mirrored, 6)
+    mirrored_losses = per_step_losses(*mirrored_parts, 6)
     np.testing.assert_allclose(mirrored_losses, one_losses, rtol=1e-5, atol=1e-5)
     assert one_losses[-1] < one_losses[0]  # it trains, so the agreement is not trivial
     for a, b in zip(one.model.weights, mirrored.model.weights):
@@ -71,16 +67,16 @@ def test_mirrored_over_two_logical_cpus_agrees_with_one_device(tmp_path):
 @pytest.mark.parametrize("strategy", ["@strategies.default", "@strategies.mirrored"])
 def test_gradient_clipping_bounds_the_update(tmp_path, strategy):
     # With SGD at rate 1, the update of all variables together is the clipped gradient.
-    experiment = built(tmp_path, f"""
+    experiment, run, trainer = built(tmp_path, f"""
         Experiment.optimizer = @optimizers.sgd
         optimizers.sgd.learning_rate = 1.0
         Experiment.clip_gradient_norm = 0.01
         Experiment.strategy = {strategy}
         strategies.mirrored.logical_cpus = 2
     """)
-    before = [v.numpy() for v in experiment.model.trainable_variables]
-    experiment.trainer.train(iterator_of(experiment), 1)
-    after = [v.numpy() for v in experiment.model.trainable_variables]
+    before = [v.numpy() for v in run.model.trainable_variables]
+    trainer.train(training_iterator(experiment, run), 1)
+    after = [v.numpy() for v in run.model.trainable_variables]
     update_norm = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before)))
     assert update_norm == pytest.approx(0.01, rel=1e-3)
 
@@ -102,11 +98,12 @@ def test_regularization_loss_is_part_of_the_objective(tmp_path):
     norms = {}
     for penalty in (0.0, 1.0):
         gin.clear_config()
-        experiment = built(tmp_path / str(penalty), f"""
+        experiment, run, trainer = built(tmp_path / str(penalty), f"""
             Experiment.model = @models.l2_regularized_mlp
             models.l2_regularized_mlp.l2 = {penalty}""")
-        assert bool(experiment.model.losses) == bool(penalty)
-        experiment.trainer.train(iterator_of(experiment), 30)
-        kernels = [w for w in experiment.model.trainable_variables if "kernel" in w.path]
+        assert bool(run.model.losses) == bool(penalty)
+        trainer.train(training_iterator(experiment, run), 30)
+        assert ("regularization_loss" in trainer.summary_scalars()) == bool(penalty)
+        kernels = [w for w in run.model.trainable_variables if "kernel" in w.path]
         norms[penalty] = float(tf.linalg.global_norm(kernels))
     assert norms[1.0] < 0.7 * norms[0.0], norms
