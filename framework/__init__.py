@@ -1,4 +1,4 @@
-"""The engine: registry, config, Experiment, loop, data, checkpoints and summaries.
+"""The engine: settings (Experiment), the builder, the controller and the parts they drive.
 
 It knows no particular dataset or model; those are plugins (see plugins/ and README.md).
 """
@@ -6,9 +6,7 @@ It knows no particular dataset or model; those are plugins (see plugins/ and REA
 import os
 
 # oneDNN's CPU kernels. TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI,
-# BF16 or AMX; on AVX2 CPUs such as the AMD EPYC of earlier sessions they train the
-# Fashion-MNIST CNN 1.13-1.31x faster (a small MLP ~10% slower; BUILD_NOTES.md
-# "Performance on the AMD EPYC"). Read once, when TensorFlow loads, so it must be set
-# before the first `import tensorflow`; an explicit TF_ENABLE_ONEDNN_OPTS (0 turns them
-# off) wins.
+# BF16 or AMX; they train the CNN faster on AVX2 CPUs too (BUILD_NOTES.md, "Performance on
+# the AMD EPYC"). Read once, when TensorFlow loads, so it must be set before the first
+# `import tensorflow`; an explicit TF_ENABLE_ONEDNN_OPTS (0 turns them off) wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

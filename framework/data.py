@@ -183,8 +183,8 @@ def training_batches(
       shuffle_buffer: examples in the shuffle buffer; None shuffles the whole epoch.
       num_steps: batches in the stream; None: endless. A run should pass the steps it has
         left: destroying an iterator that has not reached its end waits for tf.data's
-        autotuning thread, which sleeps up to 60 s between rounds (the 20-40 s stall once
-        seen at the end of the Fashion-MNIST CNN run). Streams without augmentation or a
+        autotuning thread, which sleeps up to a minute between rounds (BUILD_NOTES.md,
+        "teardown"). Streams without augmentation or a
         shuffle buffer do not autotune, so they never stall.
       augment: the dataset's `augment` (see `Dataset`), or None.
     """
@@ -210,9 +210,9 @@ def training_batches(
 
 def _batches_kept_ready(batches: tf.data.Dataset, most: int = 16,
                         budget_bytes: int = 64 * 2**20) -> int:
-    """16 batches ready cover the burst of the next gather (the MLP's 1.5 ms steps waited
-    2.8-3.7% of the time instead of 3.8-5.9% with 2), as long as they fit in 64 MB; large
-    images get fewer, never under 2."""
+    """Batches kept ready: `most`, enough to cover the burst of the next gather for short
+    steps (BUILD_NOTES.md measures the input wait), as long as they fit in `budget_bytes`;
+    large images get fewer, never under 2."""
     specs = tf.nest.flatten(batches.element_spec)
     if any(spec.shape.num_elements() is None for spec in specs):
         return 2
@@ -226,8 +226,8 @@ def _gathered_epochs(examples, global_batch_size, seed, per_epoch, start_epoch,
     of a seeded permutation per epoch, `batches_per_gather` batches per gather op.
 
     A few ops per 64 batches instead of a shuffle buffer and a batch op handling each
-    example: 0.1-0.2 ms of CPU per batch instead of 0.2-0.7 ms for Fashion-MNIST at batch
-    32-128, CPU the training step would otherwise share on 2 cores (BUILD_NOTES.md).
+    example: less CPU per batch, which the training step would otherwise share on a small
+    machine (BUILD_NOTES.md has the figures).
     """
     whole = examples.batch(2**31).get_single_element()  # one tensor per component
     size = int(tf.nest.flatten(whole)[0].shape[0])

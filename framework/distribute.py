@@ -13,7 +13,7 @@ def split_cpu(num_devices: int) -> list[str]:
 
     This is how the mirrored path runs, and is tested, on a machine without accelerators.
     TensorFlow allows it only before its runtime starts (before the first op), so the
-    Experiment builds the strategy before anything else. Asking again for the split that is
+    builder (framework.assembly) makes the strategy before anything else. Asking again for the split that is
     already in place is fine.
     """
     cpu = tf.config.list_physical_devices("CPU")[0]

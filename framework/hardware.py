@@ -46,7 +46,6 @@ def onednn_enabled() -> bool:
 
 def cpu_has_bfloat16_matrix_units() -> bool:
     """AMX-BF16 tiles (Intel Sapphire Rapids and later), which oneDNN uses for bfloat16
-    convolutions and matrix products: the CNN trained 1.5x faster in mixed_bfloat16 on
-    such a CPU, and 8x slower on an AVX2 CPU without them (BUILD_NOTES.md, "Performance
-    on the Intel Xeon with AMX")."""
+    convolutions and matrix products: where mixed_bfloat16 was measured to win
+    (BUILD_NOTES.md, "Performance on the Intel Xeon with AMX")."""
     return "amx_bf16" in cpu_flags() and onednn_enabled()

@@ -15,7 +15,8 @@ Either gin form may be used:
   * `Experiment.model = @models.cnn()` -- gin calls it when it reads the binding, which is
     too early: variables must be created inside the strategy's scope and models need the
     dataset info. So a call made outside `building()` does not build anything: it returns a
-    `Deferred` holding the arguments, and the Experiment builds it at the right moment.
+    `Deferred` holding the arguments, and the builder (framework.assembly) builds it at
+    the right moment.
 
 Both forms are completed with `build(value, *context)` inside `building()`. Plugins that
 call other plugins (a model that wraps a backbone) just call them: they already run inside

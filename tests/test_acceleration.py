@@ -7,27 +7,11 @@ import pytest
 import tensorflow as tf
 
 import events
+from configs import TINY_CNN
 from framework import assembly, hardware
 from framework.errors import UserError
 from framework.experiment import Experiment
 from framework.precision import float32_outputs
-
-TINY_CNN = """
-Experiment.dataset = @datasets.synthetic
-Experiment.model = @models.cnn
-Experiment.loss = @losses.sparse_categorical_crossentropy
-Experiment.optimizer = @optimizers.sgd
-optimizers.sgd.learning_rate = 0.05
-Experiment.batch_size = 16
-Experiment.train_steps = 6
-Experiment.steps_per_loop = 3
-datasets.synthetic.input_shape = (10, 10, 1)
-datasets.synthetic.train_size = 96
-datasets.synthetic.eval_size = 32
-models.cnn.filters = 4
-models.cnn.dense_units = 8
-"""
-
 
 def trained(tmp_path, name, extra=""):
     """(the run as its last checkpoint left it, the results of training it)."""

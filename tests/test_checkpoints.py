@@ -10,7 +10,7 @@ import events
 from framework.errors import UserError
 from framework.run_dir import config_changes
 from framework.experiment import Experiment
-from test_experiment import SYNTHETIC_MLP
+from configs import SYNTHETIC_MLP
 
 
 def run(model_dir, extra="", mode="train_and_eval", checkpoint="latest"):

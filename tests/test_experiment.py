@@ -11,24 +11,8 @@ from framework import assembly
 from framework.errors import UserError
 from framework.experiment import Experiment
 from framework.registry import register
+from configs import MIRRORED, SYNTHETIC_MLP
 from helpers import REPO
-
-SYNTHETIC_MLP = """
-Experiment.dataset = @datasets.synthetic
-Experiment.model = @models.mlp
-Experiment.loss = @losses.sparse_categorical_crossentropy
-Experiment.optimizer = @optimizers.adam
-Experiment.batch_size = 32
-Experiment.train_steps = 60
-Experiment.steps_per_loop = 7
-Experiment.summary_every = 20
-Experiment.eval_every = 30
-Experiment.checkpoint_every = 30
-datasets.synthetic.train_size = 256
-datasets.synthetic.eval_size = 64
-models.mlp.hidden_units = (32,)
-"""
-
 
 def run(model_dir, config=SYNTHETIC_MLP, mode="train_and_eval", extra=""):
     gin.clear_config()
@@ -151,8 +135,7 @@ def test_custom_metrics_replace_the_defaults(tmp_path):
 
 
 def test_mirrored_run_end_to_end(tmp_path):
-    results = run(tmp_path, extra="Experiment.strategy = @strategies.mirrored\n"
-                                  "strategies.mirrored.logical_cpus = 2")
+    results = run(tmp_path, extra=MIRRORED)
     assert results["step"] == 60 and results["eval"]["accuracy"] > 0.9
     learning_rates = events.read(tmp_path / "train")["learning_rate"]
     assert [float(value) for _, value in learning_rates] == pytest.approx([1e-3] * 3)

@@ -11,7 +11,7 @@ from framework import assembly
 from framework.data import Dataset, DatasetInfo
 from framework.experiment import Experiment
 from framework.registry import register
-from test_experiment import SYNTHETIC_MLP
+from configs import SYNTHETIC_MLP
 
 
 def run(model_dir, extra):

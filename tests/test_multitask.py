@@ -13,15 +13,14 @@ from framework.errors import UserError
 from framework.experiment import Experiment
 from framework import assembly
 from framework.tasks import all_correct as all_heads_correct
+from configs import CLASSIFIER, MIRRORED
 from helpers import run_cli
 
-JOINT = """
+JOINT = CLASSIFIER + """
 Experiment.dataset = @datasets.synthetic_heads
 Experiment.model = @models.multi_head
 models.multi_head.trunk = @models.mlp
 models.mlp.hidden_units = (16,)
-Experiment.loss = @losses.sparse_categorical_crossentropy
-Experiment.optimizer = @optimizers.adam
 Experiment.batch_size = 16
 Experiment.train_steps = 8
 Experiment.steps_per_loop = 3
@@ -38,12 +37,6 @@ only_a/datasets.synthetic_heads.labelled = ['a']
 only_b/datasets.synthetic_heads.labelled = ['b']
 only_b/datasets.synthetic_heads.seed = 1
 """
-MIRRORED = """
-Experiment.strategy = @strategies.mirrored
-strategies.mirrored.logical_cpus = 2
-"""
-
-
 def experiment(config, model_dir, extra=""):
     gin.clear_config()
     gin.parse_config(config + extra)

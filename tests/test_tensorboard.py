@@ -17,21 +17,19 @@ import pytest
 import tensorflow as tf
 
 import events
+from configs import CLASSIFIER
 from framework import figures
 from framework.experiment import Experiment  # noqa: F401  (registers its configurables)
 from framework.heads import Head  # noqa: F401  (registers the Head configurable)
 from framework.monitoring import hyperparameters
 from helpers import run_cli
 
-MONITORED_CNN = """
-Experiment.dataset = @datasets.synthetic
+MONITORED_CNN = CLASSIFIER + """
 datasets.synthetic.train_size = 128
 datasets.synthetic.eval_size = 32
 Experiment.model = @models.cnn
 models.cnn.filters = 4
 models.cnn.dense_units = 8
-Experiment.loss = @losses.sparse_categorical_crossentropy
-Experiment.optimizer = @optimizers.adam
 Experiment.batch_size = 32
 Experiment.train_steps = 8
 Experiment.steps_per_loop = 4

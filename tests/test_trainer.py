@@ -8,20 +8,8 @@ import tensorflow as tf
 
 from framework import assembly
 from framework.registry import register
+from configs import MIRRORED, SMALL_CNN
 from helpers import build_run, evaluate, training_iterator
-
-SMALL_CNN = """
-Experiment.dataset = @datasets.synthetic
-Experiment.model = @models.cnn
-Experiment.loss = @losses.sparse_categorical_crossentropy
-Experiment.optimizer = @optimizers.adam
-Experiment.batch_size = 32
-models.cnn.filters = 8
-models.cnn.dense_units = 32
-datasets.synthetic.train_size = 512
-datasets.synthetic.eval_size = 128
-"""
-
 
 def built(tmp_path, extra=""):
     """(experiment, run, trainer) of the small CNN config."""
@@ -53,8 +41,7 @@ def test_mirrored_over_two_logical_cpus_agrees_with_one_device(tmp_path):
     _, one, _ = one_parts = built(tmp_path / "one", "Experiment.strategy = @strategies.default")
     one_losses = per_step_losses(*one_parts, 6)
     gin.clear_config()
-    mirrored_parts = built(tmp_path / "two", "Experiment.strategy = @strategies.mirrored\n"
-                                             "strategies.mirrored.logical_cpus = 2")
+    mirrored_parts = built(tmp_path / "two", MIRRORED)
     mirrored = mirrored_parts[1]
     assert mirrored.strategy.num_replicas_in_sync == 2
     mirrored_losses = per_step_losses(*mirrored_parts, 6)

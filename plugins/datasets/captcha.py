@@ -32,8 +32,7 @@ def captcha(alphabet="0123456789", length=4, image_size=(30, 80), train_size=300
     The texts come from `seed`; the package draws its noise from `secrets`, which no seed
     reaches, so the images are drawn once and kept in `cache_dir` (default
     $CAPTCHA_CACHE_DIR or ~/.cache/tf_loop_lab/captcha): later epochs and later runs read
-    the same images. Drawing takes about 5 ms an image per core, spread over `workers`
-    processes (default: one per CPU).
+    the same images. Drawing is spread over `workers` processes (default: one per CPU).
     """
     if len(set(alphabet)) != len(alphabet) or len(alphabet) < 2:
         raise UserError(f"captcha.alphabet must be at least two distinct characters, got "
