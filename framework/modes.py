@@ -18,7 +18,7 @@ from framework.errors import UserError
 from framework.eval_images import EvalImages
 from framework.evaluator import Evaluator
 from framework.histograms import WeightHistograms
-from framework.hooks import StopRequest
+from framework.hooks import Hook, StopRequest
 from framework.monitoring import GraphTrace, Monitoring, Profiler, RunDescription, hyperparameters
 from framework.run_record import RunRecord
 from framework.summaries import ScalarSummaries, Summaries
@@ -68,6 +68,10 @@ def build_controller(run: Run, experiment, mode: str, summaries: Summaries,
     hooks `experiment`'s settings ask for (plus `extra_hooks`, e.g. the benchmark's clock).
     Builds the data streams it needs, so call it inside the run's lock."""
     hooks = [registry.build(hook) for hook in experiment.hook_plugins] + list(extra_hooks)
+    for hook in hooks:
+        if not isinstance(hook, Hook):
+            raise UserError(f"Experiment.hooks holds {hook!r}, which is not a hook: a hook "
+                            "plugin must return a framework.hooks.Hook (see README, Hooks).")
     trains, evaluates = mode != "eval", mode != "train"
     monitoring: Monitoring = experiment.monitoring
     observers = _chief_observers(run, experiment, monitoring, summaries) if run.is_chief else []
