@@ -1,7 +1,7 @@
 """The builder: an Experiment's settings and a model_dir become the parts of a run.
 
-`build` makes every part (strategy, datasets, model, optimizer groups, objective, global
-step, checkpoints), checks them against each other and restores a checkpoint, inside the
+`build` makes every part (strategy, datasets, model, optimizer groups, objective, hooks,
+global step, checkpoints), checks them against each other and restores a checkpoint, inside the
 strategy's scope, and writes nothing. Training (framework.modes), --mode=predict and the
 benchmark all start here; nothing else needs to know how a run is put together.
 """
@@ -19,6 +19,7 @@ from framework.checkpoints import Checkpoints, initialize_model
 from framework.data import Dataset, DatasetInfo, combined_info
 from framework.errors import UserError
 from framework.feature_cache import feature_caches
+from framework.hooks import Hook
 from framework.objective import Objective, objective_for
 from framework.optimization import optimizer_groups
 from framework.plugin_checks import build_plugin, check_model_fits_data, plugin_name
@@ -31,7 +32,8 @@ class Run:
     """The parts of one run, built and checked, its checkpoint (if any) restored.
 
     model is the whole model (what predictions and exports use); trained_model is what the
-    steps train: the model, or its head alone when a frozen extractor's features are cached.
+    steps train: the model, or its head alone when a frozen extractor's features are cached;
+    data gives the examples each split feeds the trained model.
     """
 
     run_dir: RunDir
@@ -48,6 +50,7 @@ class Run:
     global_step: tf.Variable
     loss_fn: object
     objective: Objective
+    hooks: list[Hook]
     checkpoints: Checkpoints
     restored_from: str | None
     is_chief: bool  # the worker that writes into model_dir
@@ -56,9 +59,6 @@ class Run:
     def step(self) -> int:
         return int(self.global_step.numpy())
 
-    def examples(self, split: str, index: int = 0) -> tf.data.Dataset | None:
-        """Dataset `index`'s split as the trained model sees it (see pipeline.RunData)."""
-        return self.data.examples(split, index)
 
 
 def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
@@ -79,8 +79,9 @@ def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
                                          experiment.dataset_weights, experiment.train_steps,
                                          experiment.seed)
     with strategy.scope():
-        compute_policy = precision.resolve(experiment.precision_policy, strategy,
-                                           _saved_compute_policy(run_dir))
+        compute_policy = precision.resolve(
+            experiment.precision_policy, strategy,
+            _saved_compute_policy(experiment.precision_policy, run_dir))
         with precision.dtype_policy(compute_policy):
             model = build_plugin("model", plugins["model"], keras.Model, info, info=info)
         trained_model, caches = feature_caches(
@@ -97,27 +98,32 @@ def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
     objective = objective_for(model, info, loss_fn, experiment.metrics, datasets)
     for dataset in datasets:
         check_model_fits_data(model, plugin_name(plugins["model"]), objective, dataset)
+    # Before the restore: a config diff shown on a failed restore must see their bindings.
+    hooks = [build_plugin("hook", hook, Hook, setting="hooks")
+             for hook in experiment.hook_plugins]
     is_chief = strategy.extended.should_checkpoint
     checkpoints = _checkpoints(run_dir, experiment.max_checkpoints_to_keep, is_chief, model,
                                optimizer, groups, global_step)
     restored_from = _restore(checkpoints, checkpoint, run_dir, model, experiment.init_checkpoint)
     return Run(run_dir, strategy, datasets, info, schedule, compute_policy, model,
                trained_model, pipeline.RunData(datasets, caches), optimizer, groups,
-               global_step, loss_fn, objective, checkpoints, restored_from, is_chief)
+               global_step, loss_fn, objective, hooks, checkpoints, restored_from, is_chief)
 
 
-def build_trainer(run: Run, experiment, skip_nonfinite_steps: bool = False) -> Trainer:
-    """The compiled training steps for `run`, as `experiment`'s settings ask."""
+def build_trainer(run: Run, experiment) -> Trainer:
+    """The compiled training steps for `run`, as `experiment`'s settings and the run's
+    hooks ask."""
     return Trainer(run.strategy, run.trained_model, run.objective, run.optimizer_groups,
                    experiment.batch_size, run.global_step, experiment.clip_gradient_norm,
-                   skip_nonfinite_steps=skip_nonfinite_steps, schedule=run.schedule,
-                   jit_compile=experiment.jit_compile)
+                   skip_nonfinite_steps=any(hook.skips_nonfinite_steps for hook in run.hooks),
+                   schedule=run.schedule, jit_compile=experiment.jit_compile,
+                   optimizer=run.optimizer)
 
 
-def _saved_compute_policy(run_dir: RunDir) -> str | None:
-    saved = run_dir.saved_compute_policy()
-    return None if saved is None else precision.check_compute_policy(
-        saved, run_dir.file("compute_policy.txt"))
+def _saved_compute_policy(requested: str, run_dir: RunDir) -> str | None:
+    """What 'auto' became when this run started (None: a new run, or a named policy)."""
+    saved = run_dir.saved_compute_policy() if requested == "auto" else None
+    return None if saved is None else precision.check_compute_policy(*saved)
 
 
 def _checkpoints(run_dir, max_to_keep, is_chief, model, optimizer, groups,

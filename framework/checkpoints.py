@@ -15,7 +15,7 @@ from absl import logging
 
 from framework.errors import UserError, first_line
 from framework.observers import EvalOutput, Observer
-from framework.run_dir import RunDir
+from framework.run_dir import BEST_DIR, BEST_RECORD_FILE, RunDir
 
 # What restoring a damaged checkpoint raises (as opposed to a checkpoint of another model);
 # a truncated data file gives the reader's IndexError "Read less bytes than requested".
@@ -99,8 +99,7 @@ class Checkpoints:
         """Replaces the best checkpoint, and records the metric value beside it."""
         path = self._manager("best").save(checkpoint_number=step)
         record = {"metric": metric, "mode": mode, "value": value, "step": step}
-        _write_atomically(os.path.join(os.path.dirname(path),
-                                       os.path.basename(self._best_record)),
+        _write_atomically(os.path.join(os.path.dirname(path), BEST_RECORD_FILE),
                           json.dumps(record, indent=2))
         logging.info("New best %s %.4g at step %d: saved %s", metric, value, step, path)
         return path
@@ -109,7 +108,7 @@ class Checkpoints:
         if which not in self._managers:
             directory = self._save_dir
             if which == "best":
-                directory = os.path.join(directory, os.path.basename(self.best_directory))
+                directory = os.path.join(directory, BEST_DIR)
             self._managers[which] = tf.train.CheckpointManager(
                 self.checkpoint, directory,
                 max_to_keep=1 if which == "best" else self._max_to_keep)

@@ -145,8 +145,9 @@ class Controller:
 
     def _summarize(self, step: int, window: tuple[float, int]) -> dict:
         started_at, started_step = window
+        metrics = self.trainer.results(reset=True)  # waits for the window's last step
         steps_per_second = (step - started_step) / (time.perf_counter() - started_at)
-        scalars = {**self.trainer.results(reset=True), **self.trainer.summary_scalars(),
+        scalars = {**metrics, **self.trainer.summary_scalars(),
                    "steps_per_second": steps_per_second,
                    "examples_per_second": steps_per_second * self.examples_per_step}
         for observer in self.observers:

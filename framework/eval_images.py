@@ -10,6 +10,7 @@ from framework import figures, tasks
 from framework.data import DatasetInfo
 from framework.observers import EvalOutput, Observer
 from framework.precision import float32_outputs
+from framework.summaries import Summaries
 
 
 class EvalImages(Observer):
@@ -17,17 +18,17 @@ class EvalImages(Observer):
     time (None, None without an evaluation split). With `show_examples` False (features
     that are not images, or cached features), only confusion matrices are written."""
 
-    def __init__(self, writer: tf.summary.SummaryWriter, model: keras.Model,
+    def __init__(self, summaries: Summaries, model: keras.Model,
                  info: DatasetInfo, examples, show_examples: bool, grid_examples: int,
                  activation_examples: int, activation_filters: int, activation_layers: int):
-        self.writer, self.model, self.info, self.examples = writer, model, info, examples
+        self.summaries, self.model, self.info, self.examples = summaries, model, info, examples
         self.show_examples, self.grid_examples = show_examples, grid_examples
         self.activation_examples, self.activation_filters = activation_examples, activation_filters
         self.activation_layers = activation_layers
         self._activation_model = None
 
     def after_eval(self, step: int, output: EvalOutput) -> None:
-        with self.writer.as_default(step=step):
+        with self.summaries.writer("eval").as_default(step=step):
             for tag, matrix in output.matrices.items():
                 tf.summary.image(tag, figures.confusion_matrix_image(
                     matrix, self._class_names(tag, len(matrix)), f"{tag} at step {step}")[None])
@@ -53,11 +54,11 @@ class EvalImages(Observer):
             head_outputs = outputs if name is None else outputs[name]
             head_labels = labels if name is None else labels[name]
             names = list(head.class_names or [
-                str(i) for i in range(tasks.class_count(head.task, head.num_outputs))])
-            probabilities = tasks.probabilities(head.task, head_outputs).numpy()
-            classes = tasks.predicted_classes(head.task, head_outputs).numpy()
+                str(i) for i in range(tasks.class_count(head.num_outputs))])
+            probabilities = tasks.probabilities(head_outputs).numpy()
+            classes = tasks.predicted_classes(head_outputs).numpy()
             confidence = confidence * probabilities[np.arange(len(classes)), classes]
-            right = right & tasks.correct(head.task, head_labels, head_outputs).numpy()
+            right = right & tasks.correct(head_labels, head_outputs).numpy()
             predicted.append([names[c] for c in classes])
             truth.append([names[int(c)] for c in np.reshape(head_labels, [-1])])
         joiner = "" if all(len(n) == 1 for row in predicted for n in row) else " "

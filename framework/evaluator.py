@@ -1,5 +1,7 @@
 """One evaluation pass, compiled: the model in inference mode over the evaluation batches."""
 
+from typing import Callable
+
 import tensorflow as tf
 
 from framework.objective import Objective, metric_values
@@ -10,19 +12,22 @@ from framework.precision import float32_outputs
 class Evaluator:
     """Evaluates `model` on fixed distributed datasets with the objective's metrics.
 
-    `evaluate()` returns the metrics of that pass alone (scalars, and with
-    `confusion_matrices` one matrix per classifying output).
+    make_datasets() gives the distributed evaluation datasets; called once, at the first
+    evaluation (their batches are cached there). `evaluate()` returns the metrics of that
+    pass alone (scalars, and with `confusion_matrices` one matrix per classifying output).
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, model, objective: Objective,
-                 distributed_datasets: list, confusion_matrices: bool = False):
+                 make_datasets: Callable[[], list], confusion_matrices: bool = False):
         self.strategy, self.model, self.objective = strategy, model, objective
-        self.datasets = distributed_datasets
+        self.make_datasets, self.datasets = make_datasets, None
         with strategy.scope():
             self.metrics = objective.new_metrics(confusion_matrices)
         self._evaluate = tf.function(self._evaluate_fn)
 
     def evaluate(self) -> EvalOutput:
+        if self.datasets is None:
+            self.datasets = self.make_datasets()
         for entry in self.metrics:
             entry.metric.reset_state()
         self._evaluate(self.datasets)

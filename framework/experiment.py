@@ -143,13 +143,14 @@ class Experiment:
         self.monitoring = Monitoring()  # what TensorBoard gets beyond scalars (gin-bound)
 
     def run(self, model_dir: str, mode: str = "train_and_eval", checkpoint: str = "latest",
-            stop: StopRequest | None = None) -> dict:
+            stop: StopRequest | None = None, keep_alive: list | None = None) -> dict:
         """Builds the run in `model_dir`, then trains and/or evaluates as `mode` says.
 
         Returns {'step', 'train', 'eval', 'stopped', 'exit_status'}: the final step, the
         last training and evaluation metrics, why training stopped early (None if it did
         not) and the exit status the command line should give. `checkpoint` ('latest' or
-        'best') picks what --mode=eval evaluates; `stop` lets signal handlers end training.
-        The parts of a run without training: framework.assembly.build(experiment, model_dir).
+        'best') picks what --mode=eval evaluates; `stop` lets signal handlers end training;
+        `keep_alive` see framework.modes.run_mode. The parts of a run without training:
+        framework.assembly.build(experiment, model_dir).
         """
-        return run_mode(self, model_dir, mode, checkpoint, stop)
+        return run_mode(self, model_dir, mode, checkpoint, stop, keep_alive)

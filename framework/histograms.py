@@ -11,18 +11,19 @@ from framework.cadence import Cadence
 from framework.objective import Objective
 from framework.observers import LoopOutput, Observer
 from framework.precision import float32_outputs
+from framework.summaries import Summaries
 
 
 class WeightHistograms(Observer):
-    """Writes at the steps `cadence` is due, with `writer`.
+    """Writes into train/ at the steps `cadence` is due.
 
     fixed_batch: () -> (features, labels), the same training batch every time; None: no
     gradient histograms.
     """
 
-    def __init__(self, cadence: Cadence, writer: tf.summary.SummaryWriter, model,
+    def __init__(self, cadence: Cadence, summaries: Summaries, model,
                  objective: Objective, fixed_batch=None):
-        self.cadence, self.writer = cadence, writer
+        self.cadence, self.summaries = cadence, summaries
         self.model, self.objective, self.fixed_batch = model, objective, fixed_batch
         self._gradients = tf.function(self._gradients_fn)
 
@@ -33,7 +34,7 @@ class WeightHistograms(Observer):
         gradients = [None] * len(variables)
         if self.fixed_batch is not None:
             gradients = self._gradients(*self.fixed_batch())
-        with self.writer.as_default(step=step):
+        with self.summaries.writer("train").as_default(step=step):
             for variable, gradient in zip(variables, gradients):
                 tag = layer_tag(variable)
                 value = tf.convert_to_tensor(variable)

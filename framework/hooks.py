@@ -11,6 +11,8 @@ step, so a hook may read values, log, and ask the run to stop. Each call gets a
 
 from typing import Callable
 
+from framework.errors import UserError
+
 
 class Hook:
     """Override the calls you need; each gets the run's `RunContext` first.
@@ -84,3 +86,15 @@ class RunContext:
     def request_stop(self, reason: str, save: bool = True, exit_status: int = 0) -> None:
         """Ends training after the current host loop (see `StopRequest`)."""
         self._stop(reason, save=save, exit_status=exit_status)
+
+    def __getattr__(self, name: str):
+        # Only for names the context does not have: hooks written when they were handed
+        # the whole Experiment (experiment.trainer, .checkpoints, .global_step) get the fix.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise UserError(
+            f"A hook asked its run for '{name}', which hooks do not get: a hook's first "
+            "argument is a RunContext with step, train_steps, model_dir, latest_checkpoint "
+            "and request_stop(), and after_train_loop's `loop` holds the loop's figures "
+            "(steps, nonfinite_steps, first_nonfinite_step, the training metrics). See "
+            "README, Hooks.")

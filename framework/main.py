@@ -86,8 +86,9 @@ def _classes(top: list) -> str:
     return ", ".join(f"{name} {probability:.3f}" for name, probability in top)
 
 
-def run(argv) -> int:
-    """Does what the flags say; returns the exit status."""
+def run(argv, keep_alive: list) -> int:
+    """Does what the flags say; returns the exit status. What must not be torn down before
+    the process leaves (the run, its data streams) goes into `keep_alive`."""
     if len(argv) > 1:
         raise UserError(f"Unexpected arguments {argv[1:]}; flags look like --gin_file=FILE.")
     registry.discover()
@@ -108,7 +109,8 @@ def run(argv) -> int:
     if MODE.value == "predict":
         predict(experiment, model_dir)
         return 0
-    results = experiment.run(model_dir, MODE.value, CHECKPOINT.value, stop_on_signals())
+    results = experiment.run(model_dir, MODE.value, CHECKPOINT.value, stop_on_signals(),
+                             keep_alive)
     for name, value in results["eval"].items():
         print(f"final eval {name}: {value:.4f} (step {results['step']})")
     print(f"Watch this run with: tensorboard --logdir {model_dir}")
@@ -116,9 +118,9 @@ def run(argv) -> int:
 
 
 def main(argv):
-    status = 0
+    status, keep_alive = 0, []
     try:
-        status = run(argv)
+        status = run(argv, keep_alive)
     except UserError as error:
         if VERBOSE.value:
             raise

@@ -9,7 +9,7 @@ import gin
 import tensorflow as tf
 from absl import logging
 
-from framework import assembly, pipeline, registry
+from framework import assembly, pipeline
 from framework.assembly import Run
 from framework.cadence import Cadence
 from framework.checkpoints import BestCheckpoint
@@ -18,18 +18,22 @@ from framework.errors import UserError
 from framework.eval_images import EvalImages
 from framework.evaluator import Evaluator
 from framework.histograms import WeightHistograms
-from framework.hooks import Hook, StopRequest
+from framework.hooks import StopRequest
 from framework.monitoring import GraphTrace, Monitoring, Profiler, RunDescription, hyperparameters
 from framework.run_record import RunRecord
 from framework.summaries import ScalarSummaries, Summaries
 
 
 def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
-             stop: StopRequest | None = None) -> dict:
+             stop: StopRequest | None = None, keep_alive: list | None = None) -> dict:
     """Builds the run `experiment` describes in `model_dir`, then trains and/or evaluates.
 
     Returns what Controller.run returns. `checkpoint` ('latest' or 'best') is what
     --mode=eval evaluates; `stop` lets the caller (signal handlers) end training early.
+    keep_alive: the run and its training streams are appended to it, for a caller that
+    leaves the process without releasing them (framework.main: releasing a tf.data
+    iterator that autotunes before its end waits on tf.data's autotuning thread, up to a
+    minute, BUILD_NOTES.md "Prompt exit"). None: they are released when this returns.
     """
     if mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got '{mode}'.")
@@ -37,6 +41,8 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
     if mode == "eval" and run.restored_from is None:
         raise UserError(f"--mode=eval needs a checkpoint, and {model_dir} has no {checkpoint} "
                         "one. Train first (--mode=train_and_eval).")
+    if keep_alive is not None:
+        keep_alive.append(run)
     trains = mode != "eval"
     if trains and run.restored_from:
         logging.info("This run resumed from %s (step %d).", run.restored_from, run.step)
@@ -47,18 +53,21 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
         summaries = Summaries(run.run_dir)
         try:
             controller = build_controller(run, experiment, mode, summaries, stop)
-            return controller.run(mode, training_inputs(run, experiment))
+            return controller.run(mode, training_inputs(run, experiment, keep_alive))
         finally:
             summaries.close()
 
 
-def training_inputs(run: Run, experiment):
+def training_inputs(run: Run, experiment, keep_alive: list | None = None):
     """start step -> the run's training iterators positioned there (Controller.train's
-    make_inputs)."""
+    make_inputs); appended to `keep_alive` too, when given (see run_mode)."""
     def make_inputs(start: int) -> list:
-        return pipeline.training_iterators(
+        iterators = pipeline.training_iterators(
             run.strategy, run.data, run.schedule, experiment.batch_size, experiment.seed,
             experiment.shuffle_buffer, start, experiment.train_steps)
+        if keep_alive is not None:
+            keep_alive.append(iterators)
+        return iterators
     return make_inputs
 
 
@@ -66,49 +75,50 @@ def build_controller(run: Run, experiment, mode: str, summaries: Summaries,
                      stop: StopRequest | None = None, extra_hooks=()) -> Controller:
     """The controller of `run` for `mode`, with the trainer, evaluator, observers and
     hooks `experiment`'s settings ask for (plus `extra_hooks`, e.g. the benchmark's clock).
-    Builds the data streams it needs, so call it inside the run's lock."""
-    hooks = [registry.build(hook) for hook in experiment.hook_plugins] + list(extra_hooks)
-    for hook in hooks:
-        if not isinstance(hook, Hook):
-            raise UserError(f"Experiment.hooks holds {hook!r}, which is not a hook: a hook "
-                            "plugin must return a framework.hooks.Hook (see README, Hooks).")
+    What it computes (feature caches) and writes, it does when it first needs them."""
     trains, evaluates = mode != "eval", mode != "train"
     monitoring: Monitoring = experiment.monitoring
-    observers = _chief_observers(run, experiment, monitoring, summaries) if run.is_chief else []
+    observers = [ScalarSummaries(summaries)] if run.is_chief else []
+    if trains and run.is_chief:
+        observers += _training_observers(run, experiment, monitoring, summaries)
+    if evaluates and run.is_chief and monitoring.images_at_eval:
+        observers.append(_eval_images(run, monitoring, summaries))
     if trains and experiment.best_checkpoint_metric:
         observers.append(BestCheckpoint(run.checkpoints, experiment.best_checkpoint_metric,
                                         experiment.best_checkpoint_mode))
+    # Host loops end at eval_every in every mode, so hooks see the same steps in each.
+    evaluation = Cadence(experiment.eval_every)
     return Controller(
-        trainer=assembly.build_trainer(run, experiment, skip_nonfinite_steps=any(
-            hook.skips_nonfinite_steps for hook in hooks)) if trains else None,
+        trainer=assembly.build_trainer(run, experiment) if trains else None,
         evaluator=_evaluator(run, experiment.batch_size, monitoring) if evaluates else None,
         checkpoints=run.checkpoints,
         cadences=Cadences(
             summaries=Cadence(experiment.summary_every),
             checkpoints=Cadence(experiment.checkpoint_every),
-            evaluation=Cadence(experiment.eval_every if evaluates else None),
-            others=(monitoring.histogram_cadence, monitoring.profile_cadence)),
+            evaluation=evaluation if evaluates else Cadence(),
+            others=(monitoring.histogram_cadence, monitoring.profile_cadence,
+                    *(() if evaluates else (evaluation,)))),
         train_steps=experiment.train_steps, steps_per_loop=experiment.steps_per_loop,
         examples_per_step=experiment.batch_size, step=run.step, model_dir=run.run_dir.path,
-        stop=stop, observers=observers, hooks=hooks)
+        stop=stop, observers=observers, hooks=[*run.hooks, *extra_hooks])
 
 
 def _evaluator(run: Run, batch_size: int, monitoring: Monitoring) -> Evaluator | None:
-    datasets = pipeline.evaluation_datasets(run.strategy, run.data, batch_size)
-    if not datasets:
+    if all(dataset.eval is None for dataset in run.datasets):
         logging.info("Dataset '%s' has no evaluation split; skipping evaluation.",
                      run.info.name)
         return None
-    return Evaluator(run.strategy, run.trained_model, run.objective, datasets,
+    return Evaluator(run.strategy, run.trained_model, run.objective,
+                     lambda: pipeline.evaluation_datasets(run.strategy, run.data, batch_size),
                      confusion_matrices=monitoring.images_at_eval)
 
 
-def _chief_observers(run: Run, experiment, monitoring: Monitoring,
-                     summaries: Summaries) -> list:
-    """What the chief writes: the run's record, scalars, and what `monitoring` asks for."""
+def _training_observers(run: Run, experiment, monitoring: Monitoring,
+                        summaries: Summaries) -> list:
+    """What the chief writes while training: the run's record and what `monitoring` asks."""
     auto = experiment.precision_policy == "auto"
-    observers = [RunRecord(run.run_dir, summaries, run.info, run.compute_policy if auto else None),
-                 ScalarSummaries(summaries)]
+    observers = [RunRecord(run.run_dir, summaries, run.info,
+                           run.compute_policy if auto else None)]
     hparams = None
     if monitoring.hparams:
         hparams = hyperparameters(gin.config_str())
@@ -117,36 +127,38 @@ def _chief_observers(run: Run, experiment, monitoring: Monitoring,
     observers.append(RunDescription(summaries, run.model if monitoring.model_summary else None,
                                     hparams, run.run_dir.name))
     if monitoring.graph:
-        observers.append(GraphTrace(summaries.writer("train")))
+        observers.append(GraphTrace(summaries))
     if monitoring.histogram_every:
-        train_batch = functools.partial(_first_examples(run.examples("train")),
-                                        experiment.batch_size)
+        train_batch = _first_examples(lambda: run.data.examples("train"))
         observers.append(WeightHistograms(
-            monitoring.histogram_cadence, summaries.writer("train"), run.trained_model,
-            run.objective, train_batch if monitoring.gradient_histograms else None))
-    if monitoring.images_at_eval:
-        shape = run.info.input_shape
-        observers.append(EvalImages(
-            summaries.writer("eval"), run.model, run.info,
-            _first_examples(run.examples("eval")),
-            show_examples=(len(shape) == 3 and shape[-1] in (1, 3)
-                           and not run.data.features_cached),
-            grid_examples=monitoring.image_examples,
-            activation_examples=monitoring.activation_examples,
-            activation_filters=monitoring.activation_filters,
-            activation_layers=monitoring.activation_layers))
+            monitoring.histogram_cadence, summaries, run.trained_model, run.objective,
+            functools.partial(train_batch, experiment.batch_size)
+            if monitoring.gradient_histograms else None))
     if monitoring.profile_steps:
         observers.append(Profiler(monitoring.profile_steps, run.run_dir.profile))
     return observers
 
 
-def _first_examples(examples: tf.data.Dataset | None):
-    """size -> the first `size` examples of a split, in the dataset's order (the same every
-    time, so summaries from different steps compare); (None, None) without the split."""
+def _eval_images(run: Run, monitoring: Monitoring, summaries: Summaries) -> EvalImages:
+    shape = run.info.input_shape
+    return EvalImages(
+        summaries, run.model, run.info, _first_examples(lambda: run.data.examples("eval")),
+        show_examples=len(shape) == 3 and shape[-1] in (1, 3) and not run.data.features_cached,
+        grid_examples=monitoring.image_examples,
+        activation_examples=monitoring.activation_examples,
+        activation_filters=monitoring.activation_filters,
+        activation_layers=monitoring.activation_layers)
+
+
+def _first_examples(split):
+    """size -> the first `size` examples of `split()` (a dataset or None), in the dataset's
+    order: the same every time, so summaries from different steps compare; (None, None)
+    without the split. Nothing is read before the first call."""
     batches = {}
 
     def first(size: int):
         if size not in batches:
+            examples = split()
             batches[size] = (None, None) if examples is None else next(iter(examples.batch(size)))
         return batches[size]
     return first

@@ -71,7 +71,6 @@ class Monitoring:
                 raise UserError("Monitoring.profile_steps must be (N, M) with 0 <= N < M, got "
                                 f"{self.profile_steps!r}.")
 
-
     @property
     def histogram_cadence(self) -> Cadence:
         return Cadence(every=self.histogram_every)
@@ -100,10 +99,10 @@ class RunDescription(Observer):
 
 
 class GraphTrace(Observer):
-    """The first host loop's traced graph, exported as `train_loop`."""
+    """The first host loop's traced graph, exported into train/ as `train_loop`."""
 
-    def __init__(self, writer: tf.summary.SummaryWriter):
-        self.writer, self._due, self._tracing = writer, True, False
+    def __init__(self, summaries: Summaries):
+        self.summaries, self._due, self._tracing = summaries, True, False
 
     def before_train_loop(self, step: int) -> None:
         if self._due:
@@ -112,7 +111,7 @@ class GraphTrace(Observer):
 
     def after_train_loop(self, step: int, output: LoopOutput) -> None:
         if self._tracing:
-            with self.writer.as_default(step=step):
+            with self.summaries.writer("train").as_default(step=step):
                 tf.summary.trace_export("train_loop", step=step)
             self._tracing = False
 

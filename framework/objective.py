@@ -89,13 +89,13 @@ class Objective:
         if self.heads is None:
             if not tasks.classifies(self.info.task):
                 return []
-            matrix = tasks.ConfusionMatrix(self.info.task, self.info.num_outputs)
+            matrix = tasks.ConfusionMatrix(self.info.num_outputs)
             return [TrackedMetric("confusion_matrix", matrix, _plain_update(matrix),
                                   scalar=False)]
         tracked = []
         for head in self.heads:
             if tasks.classifies(head.task):
-                matrix = tasks.ConfusionMatrix(head.task, head.num_outputs,
+                matrix = tasks.ConfusionMatrix(head.num_outputs,
                                                name=f"confusion_matrix_{head.name}")
                 tracked.append(TrackedMetric(f"confusion_matrix/{head.name}", matrix,
                                              _head_update(matrix, head.name), scalar=False))
@@ -147,11 +147,11 @@ def _head_update(metric, head):
 
 def _all_heads_accuracy(heads: list[ObjectiveHead]) -> TrackedMetric:
     mean = keras.metrics.Mean(name="accuracy_all_heads")
-    pairs = [(h.name, h.task) for h in heads]
+    names = [h.name for h in heads]
 
     def update(labels, outputs, per_example, head_losses):
-        if all(name in labels for name, _ in pairs):  # only batches that label every head
-            mean.update_state(tf.cast(tasks.all_correct(pairs, labels, outputs), tf.float32))
+        if all(name in labels for name in names):  # only batches that label every head
+            mean.update_state(tf.cast(tasks.all_correct(names, labels, outputs), tf.float32))
     return TrackedMetric("accuracy/all_heads", mean, update, mean)
 
 

@@ -10,13 +10,6 @@ from framework.errors import UserError
 
 DATASET_SCHEDULES = ("round_robin", "weighted")
 
-# Destroying a tf.data iterator that autotunes (an augmented stream) before its end waits
-# for tf.data's autotuning thread, which sleeps up to a minute between rounds (BUILD_NOTES.md,
-# "teardown"). Such iterators are kept here until the process ends; framework.main leaves
-# with os._exit, without destroying them. Streams without augmentation do not autotune and
-# are released as usual.
-_KEPT_UNTIL_EXIT: list = []
-
 
 def dataset_schedule(count: int, schedule: str, weights, train_steps: int,
                      seed: int) -> np.ndarray | None:
@@ -75,13 +68,10 @@ def training_iterators(strategy, data: RunData, schedule: np.ndarray | None,
         else:
             done = int(np.sum(schedule[:start] == index))
             remaining = int(np.sum(schedule[start:] == index))
-        augment = data.augment(index)
         batches = training_batches(data.examples("train", index), batch_size, seed + index,
-                                   done, shuffle_buffer, num_steps=remaining, augment=augment)
-        iterator = iter(strategy.experimental_distribute_dataset(batches))
-        if augment is not None or shuffle_buffer is not None:
-            _KEPT_UNTIL_EXIT.append(iterator)
-        iterators.append(iterator)
+                                   done, shuffle_buffer, num_steps=remaining,
+                                   augment=data.augment(index))
+        iterators.append(iter(strategy.experimental_distribute_dataset(batches)))
     return iterators
 
 

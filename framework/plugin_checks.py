@@ -21,9 +21,10 @@ def plugin_name(plugin) -> str:
 
 
 def build_plugin(kind: str, plugin, expected_type: type, *context,
-                 info: DatasetInfo | None = None):
-    """`plugin` (bound as Experiment.<kind>) built with `context`, checked to be an
-    `expected_type`. info: the data a model is built for, named when it cannot be."""
+                 info: DatasetInfo | None = None, setting: str | None = None):
+    """`plugin` (bound as Experiment.<setting>, by default <kind>) built with `context`,
+    checked to be an `expected_type`. info: the data a model is built for, named when it
+    cannot be."""
     try:
         value = registry.build(plugin, *context)
     except (ValueError, TypeError) as error:
@@ -42,7 +43,7 @@ def build_plugin(kind: str, plugin, expected_type: type, *context,
             "input shape." + (" " + multi_head_hint(info) if info.heads else "")
         ) from error
     if not isinstance(value, expected_type):
-        raise UserError(f"Experiment.{kind} = {plugin_name(plugin)} gave a "
+        raise UserError(f"Experiment.{setting or kind} = {plugin_name(plugin)} gave a "
                         f"{type(value).__name__}, but a {kind} plugin must return a "
                         f"{expected_type.__name__}.")
     return value

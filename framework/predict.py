@@ -35,8 +35,8 @@ def predict_files(run: Run, path: str, top_k: int = 3):
 
 
 def _top(info: dict, outputs: tf.Tensor, top_k: int) -> list:
-    """Per example, the top_k (class name, probability) of one output (task in `info`)."""
-    probabilities = tasks.probabilities(info["task"], outputs)
+    """Per example, the top_k (class name, probability) of one output (names in `info`)."""
+    probabilities = tasks.probabilities(outputs)
     names = info.get("class_names") or [str(i) for i in range(probabilities.shape[-1])]
     values, indices = tf.math.top_k(probabilities, k=min(top_k, probabilities.shape[-1]))
     return [[(names[i], float(p)) for i, p in zip(row_indices, row_values)]

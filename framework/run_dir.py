@@ -23,6 +23,14 @@ from absl import logging
 
 from framework.errors import UserError
 
+CONFIG_FILE = "operative_config.gin"
+DATASET_INFO_FILE = "dataset_info.json"
+COMPUTE_POLICY_FILE = "compute_policy.txt"
+LOCK_FILE = ".lock"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_DIR = "best"  # inside the checkpoints folder
+BEST_RECORD_FILE = "best_metric.json"  # beside the best checkpoint
+
 
 class RunDir:
     """Paths and files of one model_dir."""
@@ -37,15 +45,15 @@ class RunDir:
 
     @property
     def checkpoints(self) -> str:
-        return self.file("checkpoints")
+        return self.file(CHECKPOINTS_DIR)
 
     @property
     def best_checkpoints(self) -> str:
-        return os.path.join(self.checkpoints, "best")
+        return os.path.join(self.checkpoints, BEST_DIR)
 
     @property
     def best_record(self) -> str:
-        return os.path.join(self.best_checkpoints, "best_metric.json")
+        return os.path.join(self.best_checkpoints, BEST_RECORD_FILE)
 
     def events(self, kind: str) -> str:
         """TensorBoard's folder for `kind`: 'train', 'eval', or '' for the run's root."""
@@ -68,7 +76,7 @@ class RunDir:
     # -- files ----------------------------------------------------------------------------
 
     def saved_config(self) -> str | None:
-        return _read(self.file("operative_config.gin"))
+        return _read(self.file(CONFIG_FILE))
 
     def config_changes(self, config: str) -> str:
         """How `config` differs from the operative config saved here ('' if nothing is)."""
@@ -80,27 +88,29 @@ class RunDir:
         changes = self.config_changes(config)
         if changes:
             logging.warning("This run's config differs from the one saved in %s:\n%s",
-                            self.file("operative_config.gin"), changes)
-        _write(self.file("operative_config.gin"), config)
+                            self.file(CONFIG_FILE), changes)
+        _write(self.file(CONFIG_FILE), config)
 
     def saved_dataset_info(self) -> dict | None:
         """The data's info saved when the run trained (its class names), if any."""
-        text = _read(self.file("dataset_info.json"))
+        text = _read(self.file(DATASET_INFO_FILE))
         return None if text is None else json.loads(text)
 
     def write_dataset_info(self, info) -> None:
-        _write(self.file("dataset_info.json"), json.dumps(dataclasses.asdict(info), indent=2))
+        _write(self.file(DATASET_INFO_FILE), json.dumps(dataclasses.asdict(info), indent=2))
 
-    def saved_compute_policy(self) -> str | None:
-        """What precision_policy 'auto' became when this run started, if it was 'auto'."""
-        text = _read(self.file("compute_policy.txt"))
-        return None if text is None else text.strip()
+    def saved_compute_policy(self) -> tuple[str, str] | None:
+        """(what precision_policy 'auto' became when this run started, the file it is
+        kept in), if it was 'auto'."""
+        path = self.file(COMPUTE_POLICY_FILE)
+        text = _read(path)
+        return None if text is None else (text.strip(), path)
 
     def write_compute_policy(self, policy: str) -> None:
-        _write(self.file("compute_policy.txt"), policy)
+        _write(self.file(COMPUTE_POLICY_FILE), policy)
 
     def lock(self) -> "RunLock":
-        return RunLock(self.file(".lock"))
+        return RunLock(self.file(LOCK_FILE))
 
 
 class RunLock:

@@ -19,14 +19,14 @@ class Trainer:
 
     Contract:
       * `train(iterators, n)` runs n steps in one host call (an in-graph loop over the
-        distributed iterators), adds n to `global_step` and returns a `LoopOutput`. With several iterators (one per
-        dataset, alternating training), step s reads from iterators[schedule[s]], and only
-        the heads that batch labels get gradients: the other heads' variables are not
-        touched (no optimizer step on a zero gradient, which would still move them by
-        momentum or weight decay).
-      * A step whose loss or gradients are not finite on any replica is counted in
-        `nonfinite_steps` (the first in `first_nonfinite_step`); with
-        `skip_nonfinite_steps` its update is not applied, else it is.
+        distributed iterators), adds n to `global_step` and returns a `LoopOutput`. With
+        several iterators (one per dataset, alternating training), step s reads from
+        iterators[schedule[s]], and only the heads that batch labels get gradients: the
+        other heads' variables are not touched (no optimizer step on a zero gradient,
+        which would still move them by momentum or weight decay).
+      * A step whose loss or gradients are not finite on any replica is counted (the
+        LoopOutput's nonfinite_steps and first_nonfinite_step, read back once per call);
+        with `skip_nonfinite_steps` its update is not applied, else it is.
       * `optimizer_groups` ([(optimizer, indices into model.trainable_variables)], see
         framework.optimization) apply the gradients, each to its own variables.
       * The training loss is the objective's per-example loss averaged over the *global*
@@ -50,8 +50,11 @@ class Trainer:
         skip_nonfinite_steps: bool = False,
         schedule=None,
         jit_compile: bool = False,
+        optimizer: keras.optimizers.Optimizer | None = None,
     ):
         """schedule: with several training iterators, the iterator index of every step.
+        optimizer: the configured one, whose learning rate the summaries show (None: the
+          first group's).
         jit_compile: compile each replica's forward and backward pass with XLA (the
           optimizer update and the in-graph loop stay outside: `IteratorGetNext` has no
           XLA kernel)."""
@@ -59,6 +62,7 @@ class Trainer:
         self.optimizer_groups, self.global_batch_size = optimizer_groups, global_batch_size
         self.global_step, self.clip_gradient_norm = global_step, clip_gradient_norm
         self.skip_nonfinite_steps = skip_nonfinite_steps
+        self.optimizer = optimizer or optimizer_groups[0][0]
         self.schedule = None if schedule is None else tf.constant(schedule, tf.int32)
         with strategy.scope():
             self.train_metrics = objective.new_metrics()
@@ -182,8 +186,7 @@ class Trainer:
 
     def summary_scalars(self) -> dict[str, float]:
         # convert_to_tensor reads a (mirrored) variable in any context; float() cannot.
-        scalars = {"learning_rate": float(tf.convert_to_tensor(
-            self.optimizer_groups[0][0].learning_rate))}
+        scalars = {"learning_rate": float(tf.convert_to_tensor(self.optimizer.learning_rate))}
         if self.model.losses:
             scalars["regularization_loss"] = float(tf.add_n(self.model.losses))
         return scalars

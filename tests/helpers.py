@@ -55,7 +55,7 @@ def build_run(config: str, model_dir, checkpoint: str = "latest"):
 def training_iterator(experiment, run, start_step: int = 0):
     """A distributed iterator over the run's training stream from `start_step`."""
     from framework.data import training_batches  # pylint: disable=import-outside-toplevel
-    batches = training_batches(run.examples("train"), experiment.batch_size, experiment.seed,
+    batches = training_batches(run.data.examples("train"), experiment.batch_size, experiment.seed,
                                start_step)
     return iter(run.strategy.experimental_distribute_dataset(batches))
 
@@ -64,5 +64,7 @@ def evaluate(experiment, run) -> dict:
     """One evaluation pass of the run's model as it is now: its scalar metrics."""
     from framework import pipeline  # pylint: disable=import-outside-toplevel
     from framework.evaluator import Evaluator  # pylint: disable=import-outside-toplevel
-    datasets = pipeline.evaluation_datasets(run.strategy, run.data, experiment.batch_size)
-    return Evaluator(run.strategy, run.trained_model, run.objective, datasets).evaluate().scalars
+    return Evaluator(run.strategy, run.trained_model, run.objective,
+                     lambda: pipeline.evaluation_datasets(run.strategy, run.data,
+                                                          experiment.batch_size)
+                     ).evaluate().scalars

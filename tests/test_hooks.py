@@ -5,11 +5,14 @@ import re
 
 import gin
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from framework import assembly
 from framework.data import Dataset, DatasetInfo
+from framework.errors import UserError
 from framework.experiment import Experiment
+from framework.hooks import Hook
 from framework.registry import register
 from configs import SYNTHETIC_MLP
 
@@ -120,3 +123,58 @@ def test_progress_line(tmp_path, caplog):
     # every host loop: 7 steps at most, cut at the summaries (20, 40) and the eval (30)
     assert [int(line.split()[2].split("/")[0]) for line in lines] == [
         7, 14, 20, 27, 30, 37, 40, 47, 54, 60]
+
+
+class StopAtAccuracy(Hook):
+    """The README's example hook."""
+
+    def __init__(self, target):
+        self.target, self.seen = target, []
+
+    def after_eval(self, context, step, results):
+        self.seen.append((context.step, step, context.train_steps, context.latest_checkpoint))
+        if results.get("accuracy", 0) >= self.target:
+            context.request_stop(f"accuracy {results['accuracy']:.3f} at step {step}")
+
+
+@register.hook
+def stop_at_accuracy(target=0.9):
+    return StopAtAccuracy(target)
+
+
+def test_a_users_hook_sees_the_run_context_and_stops_the_run(tmp_path):
+    hook = StopAtAccuracy(0.5)
+    gin.parse_config(SYNTHETIC_MLP + "Experiment.train_steps = 1000\n"
+                                     "Experiment.eval_every = 30\n")
+    results = Experiment(hooks=[hook]).run(str(tmp_path / "stopped"))
+    assert results["stopped"].startswith("accuracy") and results["step"] == 30
+    context_step, step, train_steps, latest = hook.seen[0]
+    assert context_step == step == 30 and train_steps == 1000
+    assert latest.endswith("ckpt-30")  # checkpoint_every = 30 saved before the evaluation
+
+
+class OldStyleHook(Hook):
+    def after_train_loop(self, experiment, step, loop):
+        experiment.trainer.first_nonfinite_step.numpy()
+
+
+@register.hook
+def old_style():
+    return OldStyleHook()
+
+
+@register.hook
+def not_a_hook():
+    return "stop at 0.9"
+
+
+def test_hooks_asking_for_the_experiments_parts_get_the_fix(tmp_path):
+    with pytest.raises(UserError, match="asked its run for 'trainer'.*RunContext"):
+        run(tmp_path, "Experiment.hooks = [@hooks.old_style()]")
+
+
+def test_a_hook_plugin_that_returns_no_hook_is_refused_before_writing(tmp_path):
+    with pytest.raises(UserError, match=r"Experiment.hooks = 'not_a_hook' gave a str, but a "
+                                        r"hook plugin must return a Hook"):
+        run(tmp_path / "run", "Experiment.hooks = [@hooks.not_a_hook]")
+    assert not (tmp_path / "run").exists()

@@ -64,12 +64,10 @@ def test_all_heads_accuracy_on_a_hand_made_batch():
     labels = {"digit": tf.constant([1, 2, 0]), "odd": tf.constant([1, 0, 1])}
     outputs = {"digit": tf.constant([[0., 5., 0.], [0., 0., 5.], [0., 5., 0.]]),  # right, right, wrong
                "odd": tf.constant([[3.], [-1.], [2.]])}  # binary logits: right, right, right
-    correct = all_heads_correct([("digit", "classification"), ("odd", "binary")],
-                                labels, outputs)
+    correct = all_heads_correct(["digit", "odd"], labels, outputs)
     assert correct.numpy().tolist() == [True, True, False]
     outputs["odd"] = tf.constant([[-3.], [-1.], [2.]])  # now the first example's odd is wrong
-    correct = all_heads_correct([("digit", "classification"), ("odd", "binary")],
-                                labels, outputs)
+    correct = all_heads_correct(["digit", "odd"], labels, outputs)
     assert correct.numpy().tolist() == [False, True, False]
 
 

@@ -127,7 +127,7 @@ def test_fine_tune_trains_exactly_the_top_blocks_at_the_multiplied_rate(tmp_path
     assert trainable == expected_trainable and trainable
     # One SGD step: head variables move by -1.0 * gradient, top-block ones by -0.1 * gradient;
     # everything else, BatchNorm statistics included, stays as it was.
-    images = run.examples("train")
+    images = run.data.examples("train")
     features, labels = next(iter(training_batches(images, 8, experiment.seed)))
     variables = run.model.trainable_variables
     with tf.GradientTape() as tape:
@@ -175,7 +175,7 @@ def test_feature_cache_is_written_once_reused_and_invalidated(tmp_path, caplog, 
     # The cached features are what the backbone computes: the full model on the images
     # and the head on the features agree.
     images, _ = next(iter(run.datasets[0].eval.batch(100)))
-    features, _ = next(iter(run.examples("eval").batch(100)))
+    features, _ = next(iter(run.data.examples("eval").batch(100)))
     np.testing.assert_allclose(run.model(images), run.trained_model(features), atol=1e-5)
 
     def no_backbone(*args):

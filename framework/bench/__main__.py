@@ -1,7 +1,6 @@
 """`python -m framework.bench`: see framework/bench/__init__.py for the variants."""
 
 import json
-import os
 import sys
 
 from absl import app, flags
@@ -38,14 +37,9 @@ def main(argv):
         if WORKER.value:
             registry.discover()
             config.parse(GIN_FILES.value, BINDINGS.value)
-            result = variants.worker(WORKER.value, STEPS.value, WARMUP.value, LAUNCHED_AT.value)
-            print(rounds.RESULT_PREFIX + json.dumps({"variant": WORKER.value, **result}),
-                  flush=True)
-            if WORKER.value.startswith("loop"):
-                # As framework.main does: leave without TensorFlow's slow teardown (fit's
-                # process exits as a Keras script does, so its exit time is measured).
-                sys.stderr.flush()
-                os._exit(0)  # pylint: disable=protected-access
+            variants.worker(WORKER.value, STEPS.value, WARMUP.value, LAUNCHED_AT.value,
+                            report=lambda figures: print(
+                                rounds.RESULT_PREFIX + json.dumps(figures), flush=True))
             return
         report = rounds.run_rounds(VARIANT_LIST.value, GIN_FILES.value, BINDINGS.value,
                                    STEPS.value, WARMUP.value, REPEATS.value)

@@ -5,6 +5,7 @@ so the loop and fit see the same model, optimizer, data pipeline and global batc
 """
 
 import os
+import sys
 import tempfile
 import time
 
@@ -41,7 +42,8 @@ def run_loop(experiment: Experiment, run: assembly.Run, warmup: int,
     summaries = Summaries(run.run_dir)
     controller = modes.build_controller(run, experiment, "train", summaries,
                                         extra_hooks=[clock])
-    controller.train(modes.training_inputs(run, experiment))
+    streams = []  # held: releasing an autotuned stream mid-way waits (see modes.run_mode)
+    controller.train(modes.training_inputs(run, experiment, keep_alive=streams))
     summaries.close()
     end = time.perf_counter()
     peak_rss_mb = measure.peak_rss_mb()  # before the input-wait measurement's own stream
@@ -61,7 +63,7 @@ def run_loop(experiment: Experiment, run: assembly.Run, warmup: int,
 def _warm_iterator(experiment: Experiment, run: assembly.Run, trainer, steps: int):
     """An iterator over `steps` + 1 batches of the run's own training stream, the first
     already trained on (tracing and the stream's start stay out of any timing)."""
-    batches = training_batches(run.examples("train"), experiment.batch_size, experiment.seed,
+    batches = training_batches(run.data.examples("train"), experiment.batch_size, experiment.seed,
                                shuffle_buffer=experiment.shuffle_buffer, num_steps=steps + 1,
                                augment=run.data.augment())
     iterator = iter(run.strategy.experimental_distribute_dataset(batches))
@@ -78,7 +80,7 @@ def run_fit(experiment: Experiment, run: assembly.Run, warmup: int, steps: int,
     model = run.model
     with run.strategy.scope():
         model.compile(optimizer=run.optimizer, loss=run.loss_fn, steps_per_execution=per_call)
-    batches = training_batches(run.examples("train"), experiment.batch_size, experiment.seed,
+    batches = training_batches(run.data.examples("train"), experiment.batch_size, experiment.seed,
                                shuffle_buffer=run.info.train_size if plain else None)
     warmup = max(per_call, warmup - warmup % per_call)
     timed = steps - steps % per_call
@@ -106,9 +108,9 @@ def run_fit_job() -> dict:
                           metrics=tasks.default_metrics(run.info.task))
         epochs = experiment.train_steps // experiment.eval_every
         history = model.fit(
-            training_batches(run.examples("train"), experiment.batch_size, experiment.seed),
+            training_batches(run.data.examples("train"), experiment.batch_size, experiment.seed),
             epochs=epochs, steps_per_epoch=experiment.eval_every, verbose=0,
-            validation_data=evaluation_batches(run.examples("eval"), experiment.batch_size),
+            validation_data=evaluation_batches(run.data.examples("eval"), experiment.batch_size),
             callbacks=[keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
                        keras.callbacks.ModelCheckpoint(
                            os.path.join(model_dir, "epoch{epoch}.keras"))])
@@ -144,17 +146,19 @@ def _single_output(run: assembly.Run, what: str) -> None:
         raise UserError(f"{what} compare single-output models on one dataset.")
 
 
-def worker(variant: str, steps: int, warmup: int | None, launched_at: float | None) -> dict:
-    """Runs one variant on the parsed gin config; returns its figures.
+def worker(variant: str, steps: int, warmup: int | None, launched_at: float | None,
+           report) -> None:
+    """Runs one variant on the parsed gin config and calls report(figures).
 
     steps, warmup: timed and untimed training steps (warmup None: steps_per_loop).
     launched_at: when the parent launched this process (time.time()), for start-up time.
+    A loop variant then leaves the process at once, as framework.main does; the others
+    return, so that their exit is timed as a Keras script's would be.
     """
     process_start = time.perf_counter() - (time.time() - (launched_at or time.time()))
-    if variant == "feature_cache":
-        return run_feature_cache()
-    if variant == "fit_job":
-        return run_fit_job()
+    if variant in ("feature_cache", "fit_job"):
+        report(run_feature_cache() if variant == "feature_cache" else run_fit_job())
+        return
     steps_per_loop = Experiment().steps_per_loop  # reads gin, builds nothing
     warmup = warmup or steps_per_loop
     if variant.startswith("loop"):
@@ -185,4 +189,7 @@ def worker(variant: str, steps: int, warmup: int | None, launched_at: float | No
         flops = measure.training_flops_per_example(run.model)
         if flops:
             result["gflops_per_second"] = result["examples_per_second"] * flops / 1e9
-        return result
+        report(result)
+        if variant.startswith("loop"):
+            sys.stderr.flush()
+            os._exit(0)  # pylint: disable=protected-access
