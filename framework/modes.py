@@ -6,7 +6,6 @@ import contextlib
 import functools
 
 import gin
-import tensorflow as tf
 from absl import logging
 
 from framework import assembly, pipeline
