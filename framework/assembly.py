@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from framework import pipeline, precision, registry, runtime
+from framework import pipeline, precision, registry, run_length, runtime
 from framework.checkpoints import Checkpoints, initialize_model
 from framework.data import Dataset, DatasetInfo, combined_info
 from framework.errors import UserError
@@ -87,7 +87,9 @@ def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
         trained_model, caches = feature_caches(
             model, datasets, experiment.cache_features,
             experiment.feature_cache_dir or run_dir.feature_cache)
-        optimizer = build_plugin("optimizer", plugins["optimizer"], keras.optimizers.Optimizer)
+        with run_length.training_for(experiment.train_steps):
+            optimizer = build_plugin("optimizer", plugins["optimizer"],
+                                     keras.optimizers.Optimizer)
         # Keras 3 creates optimizer slots lazily; they must exist inside the scope before
         # the first traced step and before a restore, or restoring skips them.
         # (optimizer_groups builds them; copies serve learning-rate multipliers.)

@@ -1,15 +1,19 @@
 """Learning-rate schedules for any optimizer plugin's `learning_rate`.
 
     optimizers.adam.learning_rate = @schedules.linear_warmup()
-    schedules.linear_warmup.after = @schedules.cosine_decay()
+    schedules.linear_warmup.after = @schedules.cosine_decay
     schedules.linear_warmup.warmup_steps = 500
-    schedules.cosine_decay.decay_steps = %TRAIN_STEPS
+
+A schedule whose length (`decay_steps`) is left unset spans the run's own train_steps, so
+overriding `Experiment.train_steps` alone keeps it consistent; an explicit value still wins.
+After a warm-up it spans the steps that remain when given as the plugin itself
+(`@schedules.cosine_decay`, as above): with `()` gin builds it before the warm-up exists.
 """
 
 import keras
 import tensorflow as tf
 
-from framework import registry
+from framework import registry, run_length
 from framework.registry import register
 
 
@@ -28,8 +32,10 @@ def exponential_decay(initial_learning_rate=1e-3, decay_steps=1000, decay_rate=0
 
 
 @register.schedule
-def cosine_decay(initial_learning_rate=1e-3, decay_steps=1000, alpha=0.0):
-    """Half a cosine from the initial rate down to alpha * initial over decay_steps."""
+def cosine_decay(initial_learning_rate=1e-3, decay_steps=None, alpha=0.0):
+    """Half a cosine from the initial rate down to alpha * initial over decay_steps (default:
+    the run's train_steps)."""
+    decay_steps = decay_steps or run_length.steps("schedules.cosine_decay.decay_steps")
     return keras.optimizers.schedules.CosineDecay(initial_learning_rate, decay_steps, alpha)
 
 
@@ -62,5 +68,10 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
 
 @register.schedule
 def linear_warmup(after=1e-3, warmup_steps=100):
-    """A linear warm-up in front of another schedule (or a constant rate)."""
-    return LinearWarmup(registry.build(after), warmup_steps)
+    """A linear warm-up in front of another schedule (or a constant rate); the schedule
+    after it spans the steps that remain."""
+    total = run_length.current()
+    if total is None:  # built outside a run: `after` must have its own length
+        return LinearWarmup(registry.build(after), warmup_steps)
+    with run_length.training_for(max(1, total - warmup_steps)):
+        return LinearWarmup(registry.build(after), warmup_steps)
