@@ -28,6 +28,7 @@ from framework import registry
 from framework.errors import UserError
 
 _UNKNOWN_CONFIGURABLE = re.compile(r"No configurable matching (?:reference )?'@?([\w./]+?)(?:\(\))?'")
+_MISSING_BINDINGS = re.compile(r"Required bindings for `([\w.]+)` not provided in config: \[(.*)\]")
 _UNKNOWN_PARAMETER = re.compile(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'")
 
 
@@ -146,6 +147,13 @@ def explain(error: Exception) -> str:
     unknown = _UNKNOWN_CONFIGURABLE.search(message)
     if unknown:
         return message + "\n" + _suggest_configurable(unknown.group(1).split("/")[-1])
+    missing = _MISSING_BINDINGS.search(message)
+    if missing:
+        configurable, names = missing.group(1), re.findall(r"'(\w+)'", missing.group(2))
+        return (f"{configurable} needs {', '.join(f'{configurable}.{n}' for n in names)}, which "
+                "the config does not set. Fix: bind them (e.g. `Experiment.model = @models.cnn`)"
+                ", or run a config that does (base.gin and classification.gin are shared "
+                "settings for other configs to include, not experiments).")
     parameter = _UNKNOWN_PARAMETER.search(message)
     if parameter:
         return message + "\n" + _suggest_parameter(*parameter.groups())
@@ -161,8 +169,8 @@ def _suggest_configurable(name: str) -> str:
     kind = next((k for k, gin_module in registry.KINDS.items() if gin_module == module), None)
     kinds = [kind] if kind else list(registry.KINDS)
     by_short_name = {p.name: p.gin_name for k in kinds for p in registry.plugins(k).values()}
-    if not kind:
-        by_short_name["Experiment"] = "Experiment"
+    if not kind:  # the framework's own configurables
+        by_short_name.update(Experiment="Experiment", Monitoring="Monitoring", Head="Head")
     close = [by_short_name[c] for c in _closest(short, list(by_short_name))]
     hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     if kind:

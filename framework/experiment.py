@@ -6,7 +6,7 @@ run's parts (framework.assembly) and drives them (framework.controller).
 
 import gin
 
-from framework import pipeline, precision
+from framework import config, pipeline, precision
 from framework.errors import UserError
 from framework.hooks import StopRequest
 from framework.modes import run_mode
@@ -146,11 +146,25 @@ class Experiment:
             stop: StopRequest | None = None, keep_alive: list | None = None) -> dict:
         """Builds the run in `model_dir`, then trains and/or evaluates as `mode` says.
 
-        Returns {'step', 'train', 'eval', 'stopped', 'exit_status'}: the final step, the
-        last training and evaluation metrics, why training stopped early (None if it did
-        not) and the exit status the command line should give. `checkpoint` ('latest' or
+        Returns {'step', 'train', 'eval', 'stopped', 'exit_status', 'weights'}: the final
+        step, the last training and evaluation metrics, why training stopped early (None if
+        it did not), the exit status the command line should give and, for a model of a few
+        dozen parameters at most, its learned values by variable ({} otherwise). `checkpoint` ('latest' or
         'best') picks what --mode=eval evaluates; `stop` lets signal handlers end training;
         `keep_alive` see framework.modes.run_mode. The parts of a run without training:
         framework.assembly.build(experiment, model_dir).
         """
         return run_mode(self, model_dir, mode, checkpoint, stop, keep_alive)
+
+
+def from_config(gin_files: list[str], bindings: list[str]) -> Experiment:
+    """The Experiment that gin files and bindings describe; any mistake in them (a file
+    that cannot be found or parsed, an unknown name, a bad or missing value) is one
+    UserError that names it."""
+    config.parse(gin_files, bindings)
+    try:
+        return Experiment()
+    except UserError:
+        raise
+    except Exception as error:  # pylint: disable=broad-except  (gin calls the config's values)
+        raise UserError(config.explain(error)) from error

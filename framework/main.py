@@ -5,19 +5,30 @@
     python -m framework.main --list_plugins
 """
 
-import datetime
 import os
-import re
-import signal
 import sys
 
-from absl import app, flags, logging
+from framework.native_logs import NativeLogFilter
 
-from framework import assembly, config, registry
-from framework.errors import UserError
-from framework.experiment import Experiment
-from framework.hooks import StopRequest
-from framework.predict import predict_files
+# TensorFlow's C++ side prints banners (oneDNN, CPU features) as it loads: the filter must
+# be in place before anything imports TensorFlow. --verbose keeps them.
+NATIVE_LOGS = NativeLogFilter()
+if "--verbose" not in sys.argv:
+    NATIVE_LOGS.start()
+
+# pylint: disable=wrong-import-position
+import datetime  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+
+from framework import assembly, registry  # noqa: E402
+from framework.console import CONSOLE  # noqa: E402
+from framework.errors import UserError  # noqa: E402
+from framework.experiment import Experiment, from_config  # noqa: E402
+from framework.hooks import StopRequest  # noqa: E402
+from framework.predict import predict_files  # noqa: E402
 
 GIN_FILES = flags.DEFINE_multi_string(
     "gin_file", [], "Gin config file; repeatable, read in order.")
@@ -35,7 +46,9 @@ PREDICT = flags.DEFINE_string(
 TOP_K = flags.DEFINE_integer("top_k", 3, "With --mode=predict: classes shown per file.")
 LIST_PLUGINS = flags.DEFINE_bool(
     "list_plugins", False, "Print every registered plugin with its parameters and exit.")
-VERBOSE = flags.DEFINE_bool("verbose", False, "Show Python tracebacks for errors.")
+VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show everything: TensorFlow's and the framework's log lines, and "
+    "Python tracebacks for errors. (absl's --verbosity alone sets the log level.)")
 CHECKPOINT = flags.DEFINE_enum(
     "checkpoint", "latest", ["latest", "best"],
     "With --mode=eval or predict: use the latest checkpoint or the best one "
@@ -98,27 +111,45 @@ def run(argv, keep_alive: list) -> int:
     if not GIN_FILES.value and not BINDINGS.value:
         raise UserError("No experiment given. Pass --gin_file=gin/cnn.gin (see gin/), or "
                         "--list_plugins to see what is available.")
-    config.parse(GIN_FILES.value, BINDINGS.value)
+    experiment = from_config(GIN_FILES.value, BINDINGS.value)
     model_dir = MODEL_DIR.value or fresh_model_dir(GIN_FILES.value)
-    if not MODEL_DIR.value:
-        logging.info("No --model_dir given; this run writes to %s", model_dir)
-    try:
-        experiment = Experiment()
-    except (ValueError, TypeError) as error:
-        raise UserError(config.explain(error)) from error
     if MODE.value == "predict":
         predict(experiment, model_dir)
         return 0
+    CONSOLE.line(f"{' '.join(GIN_FILES.value) or '(bindings only)'} -> {model_dir}"
+                 + ("" if MODEL_DIR.value else " (a fresh folder; pass --model_dir to choose)"))
     results = experiment.run(model_dir, MODE.value, CHECKPOINT.value, stop_on_signals(),
                              keep_alive)
-    for name, value in results["eval"].items():
-        print(f"final eval {name}: {value:.4f} (step {results['step']})")
-    print(f"Watch this run with: tensorboard --logdir {model_dir}")
+    print_results(results, model_dir)
     return results["exit_status"]
+
+
+def print_results(results: dict, model_dir: str) -> None:
+    """The run's last lines: final metrics, a small model's learned values, what next."""
+    source = "eval" if results["eval"] else "train"
+    for name, value in sorted(results[source].items()):
+        CONSOLE.line(f"final {source} {name}: {value:.4f} (step {results['step']})")
+    for name, values in results.get("weights", {}).items():
+        CONSOLE.line(f"learned {name} = {_rounded(values)}")
+    CONSOLE.line(f"Watch this run with: tensorboard --logdir {model_dir}")
+
+
+def _rounded(values):
+    return [_rounded(v) for v in values] if isinstance(values, list) else round(values, 4)
+
+
+def quiet_logs() -> None:
+    """Warnings and errors only from absl's and TensorFlow's Python logging, unless the user
+    asked for more with --verbose or absl's own --verbosity/-v."""
+    if VERBOSE.value:
+        logging.set_verbosity(logging.INFO)
+    elif not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
 
 def main(argv):
     status, keep_alive = 0, []
+    quiet_logs()
     try:
         status = run(argv, keep_alive)
     except UserError as error:
@@ -135,6 +166,7 @@ def main(argv):
     logging.flush()
     sys.stdout.flush()
     sys.stderr.flush()
+    NATIVE_LOGS.stop()
     os._exit(status)  # pylint: disable=protected-access
 
 

@@ -6,12 +6,14 @@ import contextlib
 import functools
 
 import gin
+import tensorflow as tf
 from absl import logging
 
 from framework import assembly, pipeline
 from framework.assembly import Run
 from framework.cadence import Cadence
 from framework.checkpoints import BestCheckpoint
+from framework.console import CONSOLE, EvalLines
 from framework.controller import MODES, Cadences, Controller
 from framework.errors import UserError
 from framework.eval_images import EvalImages
@@ -43,8 +45,10 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
     if keep_alive is not None:
         keep_alive.append(run)
     trains = mode != "eval"
-    if trains and run.restored_from:
-        logging.info("This run resumed from %s (step %d).", run.restored_from, run.step)
+    CONSOLE.line(run_header(run, experiment, mode))
+    if run.restored_from:
+        CONSOLE.line(f"{'resumed' if trains else 'evaluating'} {run.restored_from} "
+                     f"(step {run.step})")
     # A training run holds model_dir (through its chief, the only worker writing there);
     # evaluating a run that is still training is allowed. Held before anything below
     # computes (feature caches) or writes.
@@ -52,9 +56,34 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
         summaries = Summaries(run.run_dir)
         try:
             controller = build_controller(run, experiment, mode, summaries, stop)
-            return controller.run(mode, training_inputs(run, experiment, keep_alive))
+            results = controller.run(mode, training_inputs(run, experiment, keep_alive))
         finally:
             summaries.close()
+    return {**results, "weights": small_model_weights(run.model)}
+
+
+def run_header(run: Run, experiment, mode: str) -> str:
+    """The console's line about what runs where: devices, replicas, precision, steps."""
+    try:
+        devices = sorted({d.rsplit(":", 2)[-2] for d in run.strategy.extended.worker_devices})
+    except RuntimeError:  # the default strategy: TensorFlow's first GPU, else the CPU
+        devices = ["GPU" if tf.config.list_logical_devices("GPU") else "CPU"]
+    replicas = run.strategy.num_replicas_in_sync
+    what = (f"{experiment.train_steps} steps at batch {experiment.batch_size}"
+            if mode != "eval" else "evaluation")
+    return (f"{mode}: {what} · {'/'.join(devices)} × {replicas} "
+            f"replica{'s' if replicas > 1 else ''} · precision {run.compute_policy}")
+
+
+# Models this small are lessons (y = 0.1·x + 0.3): their learned values are the result.
+_SMALL_MODEL_PARAMETERS = 32
+
+
+def small_model_weights(model) -> dict[str, list]:
+    """{variable path: values} of a model with at most a few dozen parameters; {} otherwise."""
+    if model.count_params() > _SMALL_MODEL_PARAMETERS:
+        return {}
+    return {variable.path: variable.numpy().tolist() for variable in model.weights}
 
 
 def training_inputs(run: Run, experiment, keep_alive: list | None = None):
@@ -77,7 +106,7 @@ def build_controller(run: Run, experiment, mode: str, summaries: Summaries,
     What it computes (feature caches) and writes, it does when it first needs them."""
     trains, evaluates = mode != "eval", mode != "train"
     monitoring: Monitoring = experiment.monitoring
-    observers = [ScalarSummaries(summaries)] if run.is_chief else []
+    observers = [ScalarSummaries(summaries), EvalLines()] if run.is_chief else []
     if trains and run.is_chief:
         observers += _training_observers(run, experiment, monitoring, summaries)
     if evaluates and run.is_chief and monitoring.images_at_eval:

@@ -32,6 +32,15 @@ def test_main_job_contract(tmp_path):
     accuracy = float(re.search(r"final eval accuracy: ([0-9.]+)", result.stdout).group(1))
     assert 0.5 < accuracy <= 1.0  # 40 steps of the real CNN already beat chance by far
     assert f"tensorboard --logdir {model_dir}" in result.stdout
+    # The quiet console: a header, progress, the evaluation, the results; nothing else.
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"gin/cnn.gin -> {model_dir}"
+    assert re.fullmatch(r"train_and_eval: 40 steps at batch 32 · CPU × 1 replica · "
+                        r"precision \w+", lines[1])
+    assert lines[2].startswith("step 40/40 [")
+    assert lines[3].startswith("eval at step 40: accuracy ")
+    assert len(lines) == 7  # + final accuracy, final loss, how to watch the run
+    assert result.stderr == ""
 
 
 def test_without_model_dir_a_fresh_run_folder_is_chosen(tmp_path):
@@ -39,7 +48,7 @@ def test_without_model_dir_a_fresh_run_folder_is_chosen(tmp_path):
     result = run_cli(*SYNTHETIC, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     folder = re.search(r"tensorboard --logdir (runs/cnn-\S+)", result.stdout).group(1)
-    assert f"this run writes to {folder}" in result.stderr
+    assert f"-> {folder} (a fresh folder; pass --model_dir to choose)" in result.stdout
     assert (tmp_path / folder / "checkpoints").is_dir()
 
 
@@ -48,8 +57,12 @@ def test_list_plugins():
     assert result.returncode == 0, result.stderr
     for expected in ("dataset plugins (gin module 'datasets'):", "datasets.fashion_mnist:",
                      "      data_dir = None", "optimizers.nadam:", "strategies.mirrored:",
-                     "      logical_cpus = None"):
+                     "      logical_cpus = None", "      trunk = required"):
         assert expected in result.stdout
+    assert "object at 0x" not in result.stdout
+    # each description is a whole first paragraph of the plugin's docstring
+    assert "Half a cosine from the initial rate down to alpha * initial over decay_steps " \
+           "(default: the run's train_steps)." in result.stdout
 
 
 def bad_start(model_dir, *args):

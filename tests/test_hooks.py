@@ -113,15 +113,15 @@ def test_nan_guard_skip_drops_bad_steps_and_counts_them(tmp_path, caplog):
     assert results["eval"]["accuracy"] > 0.9
 
 
-def test_progress_line(tmp_path, caplog):
-    with caplog.at_level(logging.INFO):
-        run(tmp_path, "Experiment.hooks = [@hooks.progress()]\n"
-                      "hooks.progress.every_seconds = 0")
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress")]
-    assert lines[-1].startswith("progress: step 60/60 (100%), loss ")
-    assert "steps/s, ETA 0:00:00" in lines[-1]
-    # every host loop: 7 steps at most, cut at the summaries (20, 40) and the eval (30)
-    assert [int(line.split()[2].split("/")[0]) for line in lines] == [
+def test_progress_line(tmp_path, capsys):
+    run(tmp_path, "Experiment.hooks = [@hooks.progress()]\n"
+                  "hooks.progress.every_seconds = 0")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert re.fullmatch(r"step 60/60 \[#{24}\] 100% · loss [\d.e-]+ · [\d.]+ steps/s · "
+                        r"ETA 0:00:00", lines[-1]), lines[-1]
+    # not a terminal: a plain line every host loop (every_seconds = 0): 7 steps at most, cut
+    # at the summaries (20, 40) and the eval (30)
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == [
         7, 14, 20, 27, 30, 37, 40, 47, 54, 60]
 
 

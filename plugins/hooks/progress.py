@@ -1,34 +1,48 @@
-"""A progress line on long runs: step, loss, steps/sec and the time left."""
+"""One progress line: a bar with the step, loss, steps/sec and the time left."""
 
 import time
 
-from absl import logging
-
+from framework.console import CONSOLE
 from framework.hooks import Hook
 from framework.registry import register
+
+_BAR_WIDTH = 24
 
 
 class Progress(Hook):
     """See `progress`."""
 
-    def __init__(self, every_seconds):
+    def __init__(self, every_seconds, console=CONSOLE):
         self.every_seconds = every_seconds
+        self._console = console
 
     def begin(self, context):
-        self._start_time = self._last_time = time.perf_counter()
+        self._start_time = time.perf_counter()
+        self._last_time = None
         self._start_step = context.step
 
     def after_train_loop(self, context, step, loop):
         total = context.train_steps
         now = time.perf_counter()
-        if now - self._last_time < self.every_seconds and step < total:
+        # A terminal redraws one line, so it may change often; plain lines pile up.
+        interval = 0.25 if self._console.redraws else self.every_seconds
+        if self._last_time is not None and now - self._last_time < interval and step < total:
             return
         self._last_time = now
         rate = (step - self._start_step) / max(now - self._start_time, 1e-9)
         remaining = (total - step) / rate if rate else float("inf")
-        logging.info("progress: step %d/%d (%.0f%%), loss %.4g, %.1f steps/s, ETA %s",
-                     step, total, 100.0 * step / total,
-                     loop.get("loss", float("nan")), rate, _duration(remaining))
+        self._console.progress(progress_line(step, total, loop.get("loss"), rate, remaining))
+
+
+def progress_line(step: int, total: int, loss, steps_per_second: float,
+                  seconds_left: float) -> str:
+    """'step 1200/9375 [###.....]  13% · loss 0.4123 · 612 steps/s · ETA 0:00:13'."""
+    done = min(step / total, 1.0) if total else 1.0
+    filled = int(done * _BAR_WIDTH)
+    loss_text = f" · loss {loss:.4g}" if loss is not None else ""
+    return (f"step {step}/{total} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] "
+            f"{100 * done:3.0f}%{loss_text} · {steps_per_second:.1f} steps/s · "
+            f"ETA {_duration(seconds_left)}")
 
 
 def _duration(seconds: float) -> str:
@@ -41,5 +55,6 @@ def _duration(seconds: float) -> str:
 
 @register.hook
 def progress(every_seconds=30.0):
-    """Log step, loss, steps/sec and ETA at most every `every_seconds` (and at the end)."""
+    """A progress bar with loss, steps/sec and ETA: redrawn in place on a terminal, else a
+    line at most every `every_seconds` (and at the end)."""
     return Progress(every_seconds)
