@@ -1,6 +1,9 @@
 """Images after each evaluation, into eval/: confusion matrices with class names, a grid of
-fixed eval examples titled "prediction confidence% (truth)" (wrong ones red), and the
-first feature maps of the model's first convolutions for a few fixed examples."""
+fixed eval examples captioned "prediction confidence% (truth)" (wrong ones red; one line
+per head for several heads), and the first feature maps of the model's first
+convolutions for a few fixed examples, each labelled (layer, example, filter)."""
+
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -8,6 +11,7 @@ import tensorflow as tf
 
 from framework import figures, tasks
 from framework.data import DatasetInfo
+from framework.figures import short_name
 from framework.observers import EvalOutput, Observer
 from framework.precision import float32_outputs
 from framework.summaries import Summaries
@@ -47,7 +51,7 @@ class EvalImages(Observer):
             return
         outputs = float32_outputs(self.model(features, training=False))
         heads = [(h.name, h) for h in self.info.heads] or [(None, self.info)]
-        predicted, truth, confidence, right = [], [], 1.0, True
+        predictions = []
         for name, head in heads:
             if not tasks.classifies(head.task):
                 return  # regression: no classes to show
@@ -57,14 +61,14 @@ class EvalImages(Observer):
                 str(i) for i in range(tasks.class_count(head.num_outputs))])
             probabilities = tasks.probabilities(head_outputs).numpy()
             classes = tasks.predicted_classes(head_outputs).numpy()
-            confidence = confidence * probabilities[np.arange(len(classes)), classes]
-            right = right & tasks.correct(head_labels, head_outputs).numpy()
-            predicted.append([names[c] for c in classes])
-            truth.append([names[int(c)] for c in np.reshape(head_labels, [-1])])
-        joiner = "" if all(len(n) == 1 for row in predicted for n in row) else " "
+            predictions.append(HeadPredictions(
+                name, [names[c] for c in classes],
+                [names[int(c)] for c in np.reshape(head_labels, [-1])],
+                probabilities[np.arange(len(classes)), classes],
+                tasks.correct(head_labels, head_outputs).numpy()))
+        right = np.logical_and.reduce([head.right for head in predictions])
         tf.summary.image("predictions", figures.prediction_grid(
-            features.numpy(), [joiner.join(p) for p in zip(*predicted)],
-            [joiner.join(t) for t in zip(*truth)], confidence, right)[None])
+            features.numpy(), prediction_captions(predictions), right)[None])
 
     def _write_activations(self) -> None:
         if self._activation_model is None:
@@ -75,11 +79,45 @@ class EvalImages(Observer):
         features, _ = self.examples(self.activation_examples)
         maps = float32_outputs(self._activation_model(features, training=False))
         names = self._activation_model.conv_layer_names
+        examples = features.numpy()
         for layer_name, layer_maps in zip(names, maps if isinstance(maps, list) else [maps]):
             chosen = layer_maps.numpy()[..., :self.activation_filters]
-            tf.summary.image(f"activations/{layer_name}",
-                             np.stack([figures.activation_grid(m) for m in chosen]),
-                             max_outputs=len(chosen))
+            tf.summary.image(f"activations/{layer_name}", np.stack([
+                figures.activation_figure(
+                    examples[i], chosen[i], f"{layer_name}, example {i + 1} of {len(chosen)}")
+                for i in range(len(chosen))]), max_outputs=len(chosen))
+
+
+class HeadPredictions(NamedTuple):
+    """One head's predictions on the grid's examples (name None for a single output)."""
+
+    name: str | None
+    predicted: list[str]
+    truth: list[str]
+    confidence: np.ndarray
+    right: np.ndarray
+
+
+def prediction_captions(heads: list[HeadPredictions]) -> list[str]:
+    """Per example: 'prediction confidence%' above '(truth)' for one head, and for heads
+    that each name one character (a captcha) the string they spell with its joint
+    confidence; for other heads one line each, 'head: prediction confidence%', followed
+    on the wrong ones by '(truth)'. A ✗ starts what is wrong."""
+    spelled = len(heads) > 1 and all(len(n) == 1 for head in heads for n in head.predicted)
+    captions = []
+    for i in range(len(heads[0].predicted)):
+        if len(heads) == 1 or spelled:
+            mark = "" if all(head.right[i] for head in heads) else "✗ "
+            confidence = np.prod([head.confidence[i] for head in heads])
+            captions.append(f"{mark}{''.join(short_name(h.predicted[i]) for h in heads)} "
+                            f"{100 * confidence:.0f}%\n"
+                            f"({''.join(short_name(h.truth[i]) for h in heads)})")
+        else:
+            captions.append("\n".join(
+                f"{'' if h.right[i] else '✗ '}{h.name}: {short_name(h.predicted[i])} "
+                f"{100 * h.confidence[i]:.0f}%"
+                + ("" if h.right[i] else f" ({short_name(h.truth[i])})") for h in heads))
+    return captions
 
 
 def activation_model(model: keras.Model, input_shape, max_layers: int):

@@ -1,6 +1,9 @@
 """Pictures for TensorBoard, rendered to RGBA arrays without a display (matplotlib's Agg).
 
-Each function returns uint8 arrays ready for `tf.summary.image` ([height, width, channels]).
+Each function returns a uint8 array ready for `tf.summary.image` ([height, width, 4]).
+TensorBoard shrinks an image to its card's width, so what matters for reading them there
+is text that is large next to the image: every figure is drawn at DPI pixels per inch,
+at least MIN_WIDTH pixels wide, with text of TEXT points or more.
 """
 
 import matplotlib
@@ -8,6 +11,13 @@ import matplotlib
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
 import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
+
+DPI = 100
+MIN_WIDTH = 800  # pixels, of the confusion matrix and the prediction grid
+TEXT = 13  # points: about 18 pixels at DPI
+ACTIVATION_TILE = 1.4  # inches per feature map: 140 pixels, however small the map
+CHARACTER = 0.62  # a character's width, in text heights (DejaVu Sans, on average and up)
+NAME_LENGTH = 12  # class names longer than this are cut, so that axis labels stay legible
 
 
 def _rendered(figure) -> np.ndarray:
@@ -17,66 +27,103 @@ def _rendered(figure) -> np.ndarray:
     return image
 
 
-def prediction_grid(images: np.ndarray, predicted: list[str], truth: list[str],
-                    confidence: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """A grid of images titled 'prediction confidence% (truth)'; wrong ones in red.
+def short_name(name: str, length: int = NAME_LENGTH) -> str:
+    """`name`, cut to `length` characters with an ellipsis when longer."""
+    return name if len(name) <= length else name[:length - 1] + "…"
 
+
+def prediction_grid(images: np.ndarray, captions: list[str], right: np.ndarray) -> np.ndarray:
+    """The images with their captions (framework.eval_images writes them: 'prediction
+    confidence% (truth)', one line per head for several heads); wrong ones in red.
+
+    Captions short enough to fit above a tile of a square grid MIN_WIDTH wide go there;
+    longer ones (several heads) beside each image, in two columns as wide as they need.
     images: [n, height, width, channels] in [0, 1] (1 or 3 channels).
     """
     count = len(images)
+    lines = [caption.split("\n") for caption in captions]
+    text_width = max(len(line) for caption in lines for line in caption) * CHARACTER * TEXT / 72
     columns = int(np.ceil(np.sqrt(count)))
+    beside = text_width > MIN_WIDTH / DPI / columns
+    if beside:
+        columns = min(2, count)
     rows = int(np.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), dpi=72,
-                                squeeze=False)
-    for index, axis in enumerate(axes.flat):
+    text_height = max(map(len, lines)) * 1.4 * TEXT / 72
+    if beside:
+        tile = max(1.3, text_height)
+        figure, axes = plt.subplots(
+            rows, 2 * columns, squeeze=False, dpi=DPI, layout="constrained",
+            figsize=(columns * (tile + text_width + 0.3), rows * (tile + 0.15)),
+            gridspec_kw={"width_ratios": [tile, text_width + 0.2] * columns})
+        image_axes, text_axes = list(axes[:, 0::2].flat), list(axes[:, 1::2].flat)
+    else:
+        tile = MIN_WIDTH / DPI / columns
+        figure, axes = plt.subplots(rows, columns, squeeze=False, dpi=DPI, layout="constrained",
+                                    figsize=(tile * columns, rows * (tile + text_height)))
+        image_axes = text_axes = list(axes.flat)
+    for index, (axis, text_axis) in enumerate(zip(image_axes, text_axes)):
         axis.axis("off")
+        text_axis.axis("off")
         if index >= count:
             continue
         image = np.clip(images[index], 0.0, 1.0)
         axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
                     vmin=0.0, vmax=1.0)
-        mark = "" if right[index] else "✗ "
-        axis.set_title(f"{mark}{predicted[index]} {100 * confidence[index]:.0f}%\n"
-                       f"({truth[index]})", fontsize=9,
-                       color="tab:blue" if right[index] else "tab:red")
-    figure.tight_layout()
+        color = "tab:blue" if right[index] else "tab:red"
+        if beside:
+            text_axis.text(0.0, 0.5, captions[index], fontsize=TEXT, color=color,
+                           va="center", ha="left", transform=text_axis.transAxes)
+        else:
+            axis.set_title(captions[index], fontsize=TEXT, color=color)
     return _rendered(figure)
 
 
 def confusion_matrix_image(matrix: np.ndarray, class_names: list[str], title: str) -> np.ndarray:
-    """The matrix (rows: true class, columns: predicted), each row normalised, with counts."""
+    """The matrix (rows: true class, columns: predicted), each row normalised, with counts
+    in the cells (up to 20 classes)."""
     count = len(class_names)
-    size = max(4.0, 0.45 * count + 2.0)
-    figure, axis = plt.subplots(figsize=(size, size), dpi=72)
+    names = [short_name(str(name)) for name in class_names]
+    size = max(MIN_WIDTH / DPI, 0.6 * count + 3.0)
+    figure, axis = plt.subplots(figsize=(size, size), dpi=DPI, layout="constrained")
     totals = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, totals, out=np.zeros_like(matrix, dtype=float), where=totals > 0)
     axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    axis.set_xticks(range(count), class_names, rotation=45, ha="right", fontsize=8)
-    axis.set_yticks(range(count), class_names, fontsize=8)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.set_title(title)
+    axis.set_xticks(range(count), names, rotation=45, ha="right", fontsize=TEXT)
+    axis.set_yticks(range(count), names, fontsize=TEXT)
+    axis.set_xlabel("predicted", fontsize=TEXT + 1)
+    axis.set_ylabel("true", fontsize=TEXT + 1)
+    axis.set_title(title, fontsize=TEXT + 3)
     if count <= 20:
         for row in range(count):
             for column in range(count):
                 axis.text(column, row, int(matrix[row, column]), ha="center", va="center",
-                          fontsize=7, color="white" if shares[row, column] > 0.5 else "black")
-    figure.tight_layout()
+                          fontsize=TEXT if count <= 12 else TEXT - 3,
+                          color="white" if shares[row, column] > 0.5 else "black")
     return _rendered(figure)
 
 
-def activation_grid(maps: np.ndarray, columns: int = 4, gap: int = 1) -> np.ndarray:
-    """One example's feature maps [height, width, filters] tiled into one grey image, each
-    map scaled to [0, 255] on its own (a constant map is black)."""
-    height, width, filters = maps.shape
-    rows = int(np.ceil(filters / columns))
-    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), 255, np.uint8)
-    for index in range(filters):
-        channel = maps[..., index]
-        spread = channel.max() - channel.min()
-        scaled = (channel - channel.min()) / spread if spread > 0 else np.zeros_like(channel)
-        row, column = divmod(index, columns)
-        grid[row * (height + gap):row * (height + gap) + height,
-             column * (width + gap):column * (width + gap) + width] = \
-            (255 * scaled).astype(np.uint8)
-    return grid[..., np.newaxis]
+def activation_figure(example: np.ndarray, maps: np.ndarray, title: str,
+                      columns: int = 3) -> np.ndarray:
+    """One example and its feature maps, each in a labelled tile of ACTIVATION_TILE inches
+    (nearest-neighbour, so small maps show their pixels), each map coloured on its own
+    scale (a constant map is one colour).
+
+    example: [height, width, channels] in [0, 1]; maps: [height, width, filters].
+    """
+    tiles = 1 + maps.shape[-1]
+    rows = int(np.ceil(tiles / columns))
+    figure, axes = plt.subplots(rows, columns, squeeze=False, dpi=DPI, layout="constrained",
+                                figsize=(columns * ACTIVATION_TILE,
+                                         rows * (ACTIVATION_TILE + 0.25) + 0.4))
+    figure.suptitle(title, fontsize=TEXT + 1)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index == 0:
+            image = np.clip(example, 0.0, 1.0)
+            axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+                        vmin=0.0, vmax=1.0, interpolation="nearest")
+            axis.set_title("input", fontsize=TEXT - 1)
+        elif index < tiles:
+            axis.imshow(maps[..., index - 1], cmap="viridis", interpolation="nearest")
+            axis.set_title(f"filter {index - 1}", fontsize=TEXT - 1)
+    return _rendered(figure)

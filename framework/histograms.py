@@ -1,7 +1,9 @@
 """Weight and gradient histograms: what the trainable variables look like as training goes.
 
-Per trainable variable, grouped by layer ('<layer>/<variable>'), into train/: its histogram,
-its mean, stddev, min and max, and the histogram of its gradient on a fixed training batch
+Per trainable variable, into train/, all under `weights/<layer>/<variable>` so that the
+learning curves (accuracy, loss, ...) come first in the Scalars and Time Series lists
+and the per-variable summaries gather in one group after them: its histogram, its mean,
+stddev, min and max, and the histogram of its gradient on a fixed training batch
 (computed in inference mode, so BatchNorm statistics and dropout are left alone).
 """
 
@@ -13,9 +15,13 @@ from framework.observers import LoopOutput, Observer
 from framework.precision import float32_outputs
 from framework.summaries import Summaries
 
+PREFIX = "weights"  # sorts after the scalars of training and evaluation
+
 
 class WeightHistograms(Observer):
-    """Writes into train/ at the steps `cadence` is due.
+    """Writes into train/ when training starts (the initial weights of a new run, or the
+    restored ones), at the steps `cadence` is due, and at the step training ends, so the
+    last histograms are of the final weights, whatever the cadence.
 
     fixed_batch: () -> (features, labels), the same training batch every time; None: no
     gradient histograms.
@@ -26,10 +32,22 @@ class WeightHistograms(Observer):
         self.cadence, self.summaries = cadence, summaries
         self.model, self.objective, self.fixed_batch = model, objective, fixed_batch
         self._gradients = tf.function(self._gradients_fn)
+        self._written_at = None
+
+    def begin(self, step: int) -> None:
+        self._write(step)
 
     def after_train_loop(self, step: int, output: LoopOutput) -> None:
-        if not self.cadence.due(step):
+        if self.cadence.due(step):
+            self._write(step)
+
+    def end(self, step: int) -> None:
+        self._write(step)
+
+    def _write(self, step: int) -> None:
+        if step == self._written_at:
             return
+        self._written_at = step
         variables = self.model.trainable_variables
         gradients = [None] * len(variables)
         if self.fixed_batch is not None:
@@ -55,6 +73,6 @@ class WeightHistograms(Observer):
 
 
 def layer_tag(variable) -> str:
-    """'<layer>/<variable>' (the last two parts of the variable's path), so TensorBoard
-    groups a layer's summaries together."""
-    return "/".join(variable.path.split("/")[-2:])
+    """'weights/<layer>/<variable>' (the last two parts of the variable's path), so
+    TensorBoard groups a layer's summaries together, after the learning curves."""
+    return "/".join([PREFIX, *variable.path.split("/")[-2:]])

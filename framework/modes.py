@@ -20,8 +20,8 @@ from framework.eval_images import EvalImages
 from framework.evaluator import Evaluator
 from framework.histograms import WeightHistograms
 from framework.hooks import StopRequest
-from framework.monitoring import GraphTrace, Monitoring, Profiler, RunDescription, hyperparameters
-from framework.run_record import RunRecord
+from framework.monitoring import GraphTrace, Monitoring, Profiler, RunDescription
+from framework.run_record import RunRecord, hyperparameters
 from framework.summaries import ScalarSummaries, Summaries
 
 
@@ -148,10 +148,8 @@ def _training_observers(run: Run, experiment, monitoring: Monitoring,
     observers = [RunRecord(run.run_dir, summaries, run.info,
                            run.compute_policy if auto else None)]
     hparams = None
-    if monitoring.hparams:
-        hparams = hyperparameters(gin.config_str())
-        if auto:  # what it was on this machine
-            hparams["Experiment.precision_policy"] = f"auto: {run.compute_policy}"
+    if monitoring.hparams:  # with the precision the run computes in ('auto' resolved)
+        hparams = hyperparameters(gin.operative_config_str(), run.compute_policy)
     observers.append(RunDescription(summaries, run.model if monitoring.model_summary else None,
                                     hparams, run.run_dir.name))
     if monitoring.graph:

@@ -5,25 +5,24 @@ for a summary that is off.
 The scalars of training and evaluation are written by framework.summaries; the parts here:
   * histograms (framework.histograms) and eval images (framework.eval_images);
   * `RunDescription`: once, the model summary table (train/, text) and the hparams summary
-    (the run's root: the gin bindings that differ from the defaults, against the metrics
-    TensorBoard finds in train/ and eval/ beside it);
+    (the run's root: its resolved hyperparameters, framework.run_record, against the
+    metrics it declares in train/ and eval/ beside it);
   * `GraphTrace`: once, the traced training loop (train/, graph);
   * `Profiler`: steps N+1 ... M with the TensorFlow profiler (train/, profile tab).
 """
 
 import dataclasses
-import inspect
 
 import gin
 import keras
 import tensorflow as tf
 from absl import logging
-from gin import config_parser
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.hparams import api_pb2
 
 from framework.cadence import Cadence
 from framework.errors import UserError
-from framework.observers import LoopOutput, Observer
+from framework.observers import EvalOutput, LoopOutput, Observer
 from framework.summaries import Summaries, as_code
 
 
@@ -34,7 +33,8 @@ class Monitoring:
 
     Attributes:
       histogram_every: steps between weight and gradient histograms and the variables'
-        mean/stddev/min/max; None: never.
+        mean/stddev/min/max (under weights/), which are written when training starts and
+        ends too; None: never.
       gradient_histograms: with them, histograms of the gradients on a fixed training batch
         (in inference mode, so BatchNorm statistics and dropout are left alone).
       images_at_eval: after each evaluation, the prediction grid, confusion matrices and
@@ -81,13 +81,21 @@ class Monitoring:
 
 
 class RunDescription(Observer):
-    """The model summary table and the hparams summary, once, when training begins.
+    """The model summary table, once, when training begins, and the run's hparams at its
+    root: the session (its hyperparameters) then, and with the first evaluation the
+    experiment (each hyperparameter's type and the metrics to show beside them).
 
-    hparams: {name: value} as `hyperparameters` gives them (None: no hparams summary)."""
+    hparams: {name: value} as framework.run_record.hyperparameters gives them (None: no
+    hparams summary). The metrics are declared, not left to TensorBoard, which would take
+    every scalar of train/ and eval/ (learning rate, speed, weight statistics) as one:
+    the eval loss and every eval metric the evaluator reports (per head for a multi-head
+    model), then the training loss. A run that never evaluates declares none.
+    """
 
     def __init__(self, summaries: Summaries, model: keras.Model | None,
                  hparams: dict | None, trial_id: str):
         self.summaries, self.model, self.hparams, self.trial_id = summaries, model, hparams, trial_id
+        self._declared = False
 
     def begin(self, step: int) -> None:
         if self.model is not None:
@@ -96,6 +104,47 @@ class RunDescription(Observer):
         if self.hparams is not None:
             with self.summaries.writer("").as_default():
                 hparams_api.hparams(self.hparams, trial_id=self.trial_id)
+
+    def after_eval(self, step: int, output: EvalOutput) -> None:
+        if self.hparams is None or self._declared:
+            return
+        with self.summaries.writer("").as_default():
+            hparams_api.hparams_config(
+                hparams=[hparams_api.HParam(name, _TypeOnly(value))
+                         for name, value in self.hparams.items()],
+                metrics=hparams_metrics(output.scalars))
+        self._declared = True
+
+
+def hparams_metrics(eval_scalars: dict) -> list:
+    """The metrics HParams shows beside the hyperparameters: the eval metrics (accuracy
+    and the like first, per head and for all heads), the eval losses, the training loss."""
+    tags = sorted(eval_scalars, key=lambda tag: (tag.split("/")[0] == "loss", tag != "loss"))
+    return ([hparams_api.Metric(tag, group="eval", dataset_type=hparams_api.Metric.VALIDATION)
+             for tag in tags]
+            + [hparams_api.Metric("loss", group="train",
+                                  dataset_type=hparams_api.Metric.TRAINING)])
+
+
+class _TypeOnly(hparams_api.Domain):
+    """A hyperparameter's type without a domain: a run knows its own value only, and a
+    domain from it would let TensorBoard's filters hide the other runs."""
+
+    _TYPES = {bool: api_pb2.DATA_TYPE_BOOL, str: api_pb2.DATA_TYPE_STRING,
+              int: api_pb2.DATA_TYPE_FLOAT64, float: api_pb2.DATA_TYPE_FLOAT64}
+
+    def __init__(self, value):
+        self._dtype = type(value)
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    def sample_uniform(self, rng=None):
+        raise NotImplementedError("a run's own value is not a domain to sample")
+
+    def update_hparam_info(self, hparam_info):
+        hparam_info.type = self._TYPES.get(self._dtype, api_pb2.DATA_TYPE_STRING)
 
 
 class GraphTrace(Observer):
@@ -142,40 +191,6 @@ class Profiler(Observer):
             self._on = False
             logging.info("Profiled steps %d to %d into %s/plugins/profile", self.start + 1,
                          self.stop, self.logdir)
-
-
-def hyperparameters(config: str) -> dict:
-    """The gin bindings of `config` whose values differ from the parameters' defaults, as
-    {'[scope/]configurable.parameter': bool, int, float or str} (others as text)."""
-    values = {}
-    for statement in config_parser.ConfigParser(config, _ReferencesAsText()):
-        if not isinstance(statement, config_parser.BindingStatement) or not statement.selector:
-            continue
-        if statement.value == _default(statement.selector, statement.arg_name):
-            continue
-        name = f"{statement.scope + '/' if statement.scope else ''}" \
-               f"{statement.selector}.{statement.arg_name}"
-        value = statement.value
-        values[name] = value if isinstance(value, (bool, int, float, str)) else repr(value)
-    return values
-
-
-class _ReferencesAsText:
-    """Lets gin's parser read `@plugin()` and `%MACRO` as the text they are."""
-
-    def configurable_reference(self, scoped_name, evaluate):
-        return f"@{scoped_name}{'()' if evaluate else ''}"
-
-    def macro(self, name):
-        return f"%{name}"
-
-
-def _default(selector: str, parameter: str):
-    try:
-        return inspect.signature(gin.config.get_configurable(selector)) \
-            .parameters[parameter].default
-    except (ValueError, KeyError, TypeError):
-        return inspect.Parameter.empty
 
 
 def _model_summary(model: keras.Model) -> str:

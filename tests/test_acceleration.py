@@ -66,7 +66,7 @@ def test_auto_precision_picks_bfloat16_only_on_cpus_with_amx(tmp_path, monkeypat
     assert keras.config.dtype_policy().name == "float32"
     # TensorBoard's hparams say what 'auto' was, so runs from different machines compare.
     policy = "mixed_bfloat16" if computes_in == "bfloat16" else "float32"
-    assert events.hparams(tmp_path / "auto")["Experiment.precision_policy"] == f"auto: {policy}"
+    assert events.hparams(tmp_path / "auto")["Precision"] == policy
 
 
 def test_a_resumed_run_keeps_what_auto_chose_when_it_started(tmp_path, monkeypatch):
