@@ -8,21 +8,23 @@ benchmark all start here; nothing else needs to know how a run is put together.
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 
 import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
-from framework import pipeline, precision, registry, run_length, runtime
-from framework.checkpoints import Checkpoints, initialize_model
+from framework import pipeline, precision, run_length, runtime
+from framework.checkpoints import Checkpoints, initialize_model, require_best
 from framework.data import Dataset, DatasetInfo, combined_info
 from framework.errors import UserError
 from framework.feature_cache import feature_caches
 from framework.hooks import Hook
 from framework.objective import Objective, objective_for
 from framework.optimization import optimizer_groups
-from framework.plugin_checks import build_plugin, check_model_fits_data, plugin_name
+from framework.plugin_checks import (build_plugin, check_kinds, check_model_fits_data,
+                                     plugin_name)
 from framework.run_dir import RunDir
 from framework.trainer import Trainer
 
@@ -63,12 +65,18 @@ class Run:
 
 def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
     """The run `experiment` (an Experiment's settings) describes in `model_dir`, with its
-    'latest' or 'best' checkpoint restored when there is one; writes nothing."""
+    'latest' checkpoint restored when there is one, or its 'best' one (a UserError when
+    there is none); writes nothing."""
     run_dir = RunDir(model_dir)
+    if checkpoint == "best":
+        require_best(run_dir, experiment.best_checkpoint_metric)
     plugins = experiment.plugins
+    # Every setting holds a plugin of its kind: checked before anything slow is built.
+    check_kinds(plugins, experiment.hook_plugins)
     runtime.set_thread_pools(experiment.threads)
     # The strategy first: splitting the CPU into logical devices must precede any op.
-    strategy = registry.build(plugins["strategy"]) or tf.distribute.get_strategy()
+    strategy = (build_plugin("strategy", plugins["strategy"], tf.distribute.Strategy)
+                if plugins["strategy"] is not None else tf.distribute.get_strategy())
     runtime.seed_everything(experiment.seed, experiment.deterministic)
     dataset_plugins = plugins["dataset"]
     datasets = [build_plugin("dataset", plugin, Dataset)
@@ -96,7 +104,7 @@ def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
         groups = optimizer_groups(trained_model, optimizer)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    loss_fn = registry.build(plugins["loss"])
+    loss_fn = build_plugin("loss", plugins["loss"], Callable)
     objective = objective_for(model, info, loss_fn, experiment.metrics, datasets)
     for dataset in datasets:
         check_model_fits_data(model, plugin_name(plugins["model"]), objective, dataset)

@@ -115,6 +115,23 @@ class Checkpoints:
         return self._managers[which]
 
 
+def require_best(run_dir: RunDir, metric: str | None) -> None:
+    """Raises UserError, saying how a run gets one, when run_dir has no best checkpoint
+    (what --checkpoint=best asks for)."""
+    if _newest_first(run_dir.best_checkpoints):
+        return
+    if not metric:
+        raise UserError(
+            f"--checkpoint=best: {run_dir.path} has no best checkpoint, and a run keeps one "
+            "only when Experiment.best_checkpoint_metric is set. Fix: set it (e.g. "
+            "Experiment.best_checkpoint_metric = 'accuracy') and train, or use "
+            "--checkpoint=latest.")
+    raise UserError(
+        f"--checkpoint=best: {run_dir.path} has no best checkpoint yet; one is kept when an "
+        f"evaluation improves Experiment.best_checkpoint_metric ('{metric}'). Fix: train "
+        "with evaluations (--mode=train_and_eval), or use --checkpoint=latest.")
+
+
 def initialize_model(model, path: str) -> None:
     """Loads the model weights of another run's checkpoint (or the latest in a folder of
     them) into `model`, matched by structure; the optimizer and step are not taken."""

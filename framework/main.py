@@ -5,6 +5,7 @@
     python -m framework.main --list_plugins
 """
 
+import atexit
 import os
 import sys
 
@@ -15,6 +16,7 @@ from framework.native_logs import NativeLogFilter
 NATIVE_LOGS = NativeLogFilter()
 if "--verbose" not in sys.argv:
     NATIVE_LOGS.start()
+    atexit.register(NATIVE_LOGS.stop)  # a sys.exit before main (absl's flag errors) too
 
 # pylint: disable=wrong-import-position
 import datetime  # noqa: E402
@@ -28,7 +30,7 @@ from framework.console import CONSOLE  # noqa: E402
 from framework.errors import UserError  # noqa: E402
 from framework.experiment import Experiment, from_config  # noqa: E402
 from framework.hooks import StopRequest  # noqa: E402
-from framework.predict import predict_files  # noqa: E402
+from framework.predict import check_can_predict, predict_files  # noqa: E402
 
 GIN_FILES = flags.DEFINE_multi_string(
     "gin_file", [], "Gin config file; repeatable, read in order.")
@@ -87,6 +89,7 @@ def predict(experiment: Experiment, model_dir: str) -> None:
     if not PREDICT.value:
         raise UserError("--mode=predict needs --predict=PATH (an image file or a folder).")
     run = assembly.build(experiment, model_dir, CHECKPOINT.value)
+    check_can_predict(run.datasets[0])
     if run.restored_from is None:
         raise UserError(f"--mode=predict needs a trained run, and {model_dir} has no "
                         f"{CHECKPOINT.value} checkpoint. Pass the --model_dir of a run.")

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from framework import tasks
 from framework.assembly import Run
-from framework.errors import UserError
+from framework.data import Dataset
+from framework.errors import UserError, reading
 from framework.precision import float32_outputs
 
 
@@ -15,23 +16,38 @@ def predict_files(run: Run, path: str, top_k: int = 3):
     """[(file, top)] for a file or every file in a folder.
 
     top is [(class name, probability), ...], best first; for a multi-head model it is
-    {head: [(class name, probability), ...]}. `run` must have a checkpoint restored. Class names are the ones saved with the run (model_dir/dataset_info.json),
-    falling back to the dataset's.
+    {head: [(class name, probability), ...]}. `run` must have a checkpoint restored. Class
+    names are the ones saved with the run (model_dir/dataset_info.json), falling back to the
+    dataset's. A dataset without load_file, or a file it cannot read, is a UserError.
     """
-    load_file = run.datasets[0].load_file
-    if load_file is None:
-        raise UserError(f"Dataset '{run.info.name}' cannot read examples from files, "
-                        "so --mode=predict is not available for it.")
+    check_can_predict(run.datasets[0])
     files = _files(path)
     # The class names the model was trained with, else the dataset's.
     info = run.run_dir.saved_dataset_info() or dataclasses.asdict(run.info)
     outputs = float32_outputs(
-        run.model(tf.stack([load_file(f) for f in files]), training=False))
+        run.model(tf.stack([_load(run.datasets[0].load_file, f) for f in files]),
+                  training=False))
     if not info.get("heads"):
         return list(zip(files, _top(info, outputs, top_k)))
     per_head = {head["name"]: _top(head, outputs[head["name"]], top_k) for head in info["heads"]}
     return [(file, {head: tops[i] for head, tops in per_head.items()})
             for i, file in enumerate(files)]
+
+
+def check_can_predict(dataset: Dataset) -> None:
+    """Raises UserError unless `dataset` can read examples from files (its load_file)."""
+    if dataset.load_file is None:
+        raise UserError(
+            f"--mode=predict reads each file with the dataset's load_file, and dataset "
+            f"'{dataset.info.name}' has no load_file. Fix: predict with a dataset that has one "
+            "(e.g. image_folder, captcha), or give your dataset plugin's Dataset a "
+            "load_file(path) -> features that prepares a file as its examples are prepared.")
+
+
+def _load(load_file, path: str) -> tf.Tensor:
+    with reading(path, "Fix: pass only intact files of the kind the dataset reads (for "
+                       "images: JPEG, PNG, GIF or BMP)."):
+        return load_file(path)
 
 
 def _top(info: dict, outputs: tf.Tensor, top_k: int) -> list:

@@ -79,8 +79,9 @@ class Plugin:
         ]
 
     def summary(self) -> str:
+        """The docstring's first paragraph, in one line."""
         doc = inspect.getdoc(self.function) or "(no docstring)"
-        return doc.splitlines()[0]
+        return " ".join(doc.split("\n\n")[0].split())
 
 
 _PLUGINS: dict[str, dict[str, Plugin]] = {kind: {} for kind in KINDS}
@@ -127,6 +128,12 @@ def build(value: Any, *context: Any) -> Any:
 
 def _plugin_of(value: Any) -> Plugin | None:
     return getattr(value, "__framework_plugin__", None)
+
+
+def plugin_of(value: Any) -> Plugin | None:
+    """The plugin a gin value names, bound as a factory (`@models.cnn`) or as a call
+    (`@models.cnn()`); None for anything else (a number, a built object, None)."""
+    return value.plugin if isinstance(value, Deferred) else _plugin_of(value)
 
 
 def _register(kind: str, function: Callable | None = None, *, name: str | None = None):
@@ -216,6 +223,8 @@ def describe() -> str:
         for plugin in sorted(_PLUGINS[kind].values(), key=lambda p: p.name):
             lines.append(f"  {plugin.gin_name}: {plugin.summary()}")
             for parameter in plugin.parameters():
-                lines.append(f"      {parameter.name} = {parameter.default!r}")
+                default = "required" if parameter.default is gin.REQUIRED else repr(
+                    parameter.default)
+                lines.append(f"      {parameter.name} = {default}")
         lines.append("")
     return "\n".join(lines)

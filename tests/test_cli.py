@@ -84,7 +84,9 @@ def existing_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--gin_file=gin/cnnn.gin"], r"Gin file 'gin/cnnn.gin' does not exist\. Did you mean gin/cnn\.gin"),
+    (["--gin_file=gin/cnnn.gin"],
+     r"Gin file 'gin/cnnn.gin' does not exist here or among the built-in configs\. "
+     r"Did you mean gin/cnn\.gin"),
     (SYNTHETIC + ["--gin_bindings=Experiment.model = @models.cnnn"],
      r"No configurable matching reference '@models\.cnnn'.*\n.*Did you mean 'models\.cnn'\?.*"
      r"Known model plugins: models\.cnn, models\.inception_v3, models\.linear, models\.mlp"),

@@ -9,10 +9,9 @@ import tensorflow as tf
 import events
 from framework import assembly
 from framework.errors import UserError
-from framework.experiment import Experiment
+from framework.experiment import Experiment, from_config
 from framework.registry import register
 from configs import MIRRORED, SYNTHETIC_MLP
-from helpers import REPO
 
 def run(model_dir, config=SYNTHETIC_MLP, mode="train_and_eval", extra=""):
     gin.clear_config()
@@ -82,8 +81,7 @@ def trained_model(experiment, model_dir):
 
 
 def test_linear_regression_learns_weight_and_bias(tmp_path):
-    gin.parse_config_file(str(REPO / "gin/linear_regression.gin"))
-    experiment = Experiment()
+    experiment = from_config(["gin/linear_regression.gin"], [])
     experiment.run(str(tmp_path))
     kernel, bias = trained_model(experiment, tmp_path).get_layer("dense").get_weights()
     assert kernel.item() == pytest.approx(0.1, abs=0.01)
@@ -91,8 +89,7 @@ def test_linear_regression_learns_weight_and_bias(tmp_path):
 
 
 def test_nonlinear_regression_fits_the_parabola(tmp_path):
-    gin.parse_config_file(str(REPO / "gin/nonlinear_regression.gin"))
-    experiment = Experiment()
+    experiment = from_config(["gin/nonlinear_regression.gin"], [])
     results = experiment.run(str(tmp_path))
     x = np.linspace(-0.5, 0.5, 11, dtype=np.float32).reshape(-1, 1)
     predicted = trained_model(experiment, tmp_path)(x).numpy()

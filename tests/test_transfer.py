@@ -15,9 +15,8 @@ from framework.bench import variants
 from framework.data import DatasetInfo
 from framework.data import training_batches
 from framework.errors import UserError
-from framework.experiment import Experiment
+from framework.experiment import from_config
 from framework.feature_cache import FeatureCache
-from helpers import REPO
 from plugins.models import inception_v3 as inception
 from test_image_folder import COLOURS, write_images
 
@@ -97,8 +96,9 @@ def transfer_experiment(tmp_path, extra="", config="transfer_inception.gin"):
         for seed, (name, colour) in enumerate(COLOURS.items()):
             write_images(tmp_path / "images" / name, colour, 12, seed)
     gin.clear_config()
-    gin.parse_config(textwrap.dedent(f"""
-        include '{REPO}/gin/{config}'
+    config_file = tmp_path / "experiment.gin"
+    config_file.write_text(textwrap.dedent(f"""
+        include 'gin/{config}'
         image_folder.directory = '{tmp_path / "images"}'
         image_folder.image_size = (75, 75)
         inception_v3.weights = None
@@ -107,7 +107,7 @@ def transfer_experiment(tmp_path, extra="", config="transfer_inception.gin"):
         Experiment.steps_per_loop = 1
         Experiment.eval_every = None
     """) + textwrap.dedent(extra))
-    return Experiment()
+    return from_config([str(config_file)], [])
 
 
 def test_fine_tune_trains_exactly_the_top_blocks_at_the_multiplied_rate(tmp_path):

@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 from framework.data import Dataset, DatasetInfo, HeadInfo
-from framework.errors import UserError
+from framework.errors import UserError, described
 from framework.registry import register
 
 # The package's default canvas: its fonts are sized for it. Images are drawn at this size
@@ -76,8 +76,15 @@ def captcha(alphabet="0123456789", length=4, image_size=(30, 80), train_size=300
 def _cached_or_drawn(path, alphabet, length, image_size, train_size, eval_size, seed,
                      workers) -> dict:
     if os.path.exists(path):
-        with np.load(path) as stored:
-            return dict(stored)
+        try:
+            with np.load(path) as stored:
+                arrays = dict(stored)
+            _check_arrays(arrays, len(alphabet), length, image_size, train_size, eval_size)
+            return arrays
+        except Exception as error:  # pylint: disable=broad-except  (any failure: damaged)
+            # The cache is ours and derived: drawing it again is the whole repair.
+            logging.warning("The captcha cache %s is damaged (%s); drawing it again.", path,
+                            described(error))
     rng = random.Random(seed)
     texts = ["".join(rng.choice(alphabet) for _ in range(length))
              for _ in range(train_size + eval_size)]
@@ -98,6 +105,18 @@ def _cached_or_drawn(path, alphabet, length, image_size, train_size, eval_size, 
                         "captcha.cache_dir (or $CAPTCHA_CACHE_DIR) to a writable folder.") \
             from error
     return arrays
+
+
+def _check_arrays(arrays, classes, length, image_size, train_size, eval_size) -> None:
+    """Raises ValueError unless `arrays` are the images and labels of these settings (a
+    damaged cache can still unzip: a zip's CRCs do not cover its headers)."""
+    for split, size in (("train", train_size), ("eval", eval_size)):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape != (size, *image_size, 1) or images.dtype != np.uint8:
+            raise ValueError(f"{split} images of shape {images.shape}, {images.dtype}")
+        if labels.shape != (size, length) or labels.dtype != np.int64 or (
+                labels.size and not 0 <= labels.min() <= labels.max() < classes):
+            raise ValueError(f"{split} labels of shape {labels.shape} out of range")
 
 
 def _draw_all(texts, image_size, workers) -> np.ndarray:

@@ -10,7 +10,7 @@ import tensorflow as tf
 from absl import logging
 
 from framework.data import Dataset, DatasetInfo
-from framework.errors import UserError
+from framework.errors import UserError, reading
 from framework.registry import register
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -21,16 +21,28 @@ _FILES = {
 }
 
 
-def read_idx(path: pathlib.Path) -> np.ndarray:
-    """Reads one IDX file (gzipped or not) into an array of its stored shape."""
+def read_idx(path: pathlib.Path, fix: str = "Fix: replace it with an intact copy.",
+             ndim: int | None = None) -> np.ndarray:
+    """Reads one IDX file (gzipped or not) into an array of its stored shape.
+
+    Raises UserError naming `path` and `fix` when the file is truncated, corrupt or not an
+    unsigned-byte IDX file with `ndim` dimensions (gzip checks its CRC; the IDX header
+    must account for every byte).
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    zero, dtype_code, ndim = data[0] * 256 + data[1], data[2], data[3]
-    if zero != 0 or dtype_code != 0x08:
-        raise UserError(f"{path} is not an unsigned-byte IDX file (bad magic number).")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    with reading(path, fix):
+        with opener(path, "rb") as handle:
+            data = handle.read()
+        if len(data) < 4 or data[0] or data[1] or data[2] != 0x08:
+            raise ValueError("not an unsigned-byte IDX file: bad magic number")
+        stored_ndim = data[3]
+        if ndim is not None and stored_ndim != ndim:
+            raise ValueError(f"{stored_ndim} dimensions where {ndim} belong")
+        shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big")
+                      for i in range(stored_ndim))
+        # reshape refuses a size that does not match the header: truncation, or a
+        # damaged header.
+        return np.frombuffer(data, np.uint8, offset=4 + 4 * stored_ndim).reshape(shape)
 
 
 def _find_file(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
@@ -86,14 +98,31 @@ def _keras_download(origin_folder: str, cache_subdir: str) -> pathlib.Path:
     return pathlib.Path(path).parent
 
 
-def idx_dataset(name, directory, class_names) -> Dataset:
-    """Images scaled to [0, 1] with a channel axis, integer labels."""
+def idx_dataset(name, directory, class_names, package: str | None = None) -> Dataset:
+    """Images scaled to [0, 1] with a channel axis, integer labels.
+
+    Every file is checked as it is read (see read_idx): 28x28 images, one label per image,
+    each naming one of `class_names`. A damaged file is a UserError that says how to get an
+    intact one (`package`: the Debian package that installs `directory`, if one does).
+    """
+    fix = repair_hint(name, directory, package)
     splits = {}
     for split, (images_stem, labels_stem) in _FILES.items():
-        images = read_idx(_find_file(directory, images_stem))
-        labels = read_idx(_find_file(directory, labels_stem)).astype(np.int64)
+        images_path = _find_file(directory, images_stem)
+        labels_path = _find_file(directory, labels_stem)
+        images = read_idx(images_path, fix, ndim=3)
+        if images.shape[1:] != (28, 28):
+            raise UserError(f"{images_path} is damaged: its header says images of "
+                            f"{images.shape[1:]} pixels, not 28x28. {fix}")
+        labels = read_idx(labels_path, fix, ndim=1)
+        if labels.size and labels.max() >= len(class_names):
+            raise UserError(f"{labels_path} is damaged: it holds label {labels.max()}, but "
+                            f"{name} has {len(class_names)} classes. {fix}")
+        if len(labels) != len(images):
+            raise UserError(f"{images_path} holds {len(images)} images but {labels_path} "
+                            f"{len(labels)} labels: one of them is damaged. {fix}")
         images = (images.astype(np.float32) / 255.0)[..., np.newaxis]
-        splits[split] = tf.data.Dataset.from_tensor_slices((images, labels))
+        splits[split] = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))
     info = DatasetInfo(
         name=name, input_shape=(28, 28, 1), task="classification",
         num_outputs=len(class_names), class_names=tuple(class_names),
@@ -103,6 +132,18 @@ def idx_dataset(name, directory, class_names) -> Dataset:
     logging.info("%s: %d training and %d evaluation images from %s",
                  name, info.train_size, info.eval_size, directory)
     return Dataset(train=splits["train"], eval=splits["eval"], info=info)
+
+
+def repair_hint(name: str, directory: pathlib.Path, package: str | None = None) -> str:
+    """How to replace a damaged file of `directory`: reinstall the system package, let Keras
+    download it again, or copy it afresh."""
+    directory = pathlib.Path(directory).expanduser().resolve()
+    if package and str(directory).startswith("/usr/share/datasets/"):
+        return f"Fix: reinstall it (`apt-get install --reinstall {package}`)."
+    if pathlib.Path("~/.keras/datasets").expanduser().resolve() in directory.parents:
+        return "Fix: delete the file; the next run downloads it again."
+    return (f"Fix: replace it with an intact copy (download it again), or point "
+            f"{name}.data_dir at a folder with intact files.")
 
 
 @register.dataset
@@ -119,7 +160,8 @@ def fashion_mnist(data_dir=None):
             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/", "fashion-mnist"),
         install_hint="`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or ",
     )
-    return idx_dataset("fashion_mnist", directory, FASHION_MNIST_CLASSES)
+    return idx_dataset("fashion_mnist", directory, FASHION_MNIST_CLASSES,
+                       package="dataset-fashion-mnist")
 
 
 @register.dataset

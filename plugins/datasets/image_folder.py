@@ -9,13 +9,17 @@ import tensorflow as tf
 from absl import logging
 
 from framework.data import Dataset, DatasetInfo
-from framework.errors import UserError
+from framework.errors import UserError, described, reading
 from framework.registry import register
 from plugins.datasets.image_augmentation import augmenter
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # The first bytes of each format; a file without them cannot be an image of that format.
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+# One empty file per folder whose every image decoded, named by the folder's fingerprint
+# (each file's path, size and time): a later start (a resume, an evaluation) skips decoding.
+CHECKED_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "tf_loop_lab",
+                           "image_folder_checked")
 
 
 @register.dataset
@@ -26,7 +30,10 @@ def image_folder(directory=None, image_size=(150, 150), validation_fraction=0.2,
     Uses directory/train and directory/validation when both exist, else holds out a
     seeded validation_fraction of each class. Two classes give a binary task (one logit),
     more a classification. flip/rotation/zoom/contrast augment training images only
-    (see image_augmentation.augmenter). Files that are not images are skipped with a warning.
+    (see image_augmentation.augmenter). Files that are not images are skipped with a warning;
+    every image is decoded once here (once per change to the folder: CHECKED_DIR), and a
+    damaged one (truncated, corrupt) is a UserError naming it, so that the run fails at its
+    start rather than on the batch that holds it.
     """
     root = _existing_directory(directory)
     if (root / "train").is_dir() and (root / "validation").is_dir():
@@ -37,6 +44,8 @@ def image_folder(directory=None, image_size=(150, 150), validation_fraction=0.2,
         class_names = _class_names(root)
         train_files, eval_files = _split(_files(root, class_names), validation_fraction,
                                          split_seed)
+    fingerprint = _fingerprint(train_files, eval_files, image_size)
+    _check_decodable([path for path, _ in train_files + eval_files], root, fingerprint)
     binary = len(class_names) == 2
     info = DatasetInfo(
         name=f"image_folder({root.name})", input_shape=(*image_size, 3),
@@ -51,7 +60,7 @@ def image_folder(directory=None, image_size=(150, 150), validation_fraction=0.2,
         info=info,
         augment=augmenter(flip=flip, rotation=rotation, zoom=zoom, contrast=contrast),
         load_file=lambda path: load_image(path, image_size),
-        fingerprint=_fingerprint(train_files, eval_files, image_size))
+        fingerprint=fingerprint)
 
 
 def _fingerprint(train_files, eval_files, image_size) -> str:
@@ -90,7 +99,8 @@ def _class_names(root: pathlib.Path) -> list[str]:
 
 
 def _files(root: pathlib.Path, class_names: list[str]) -> list[tuple[str, int]]:
-    """(path, class index) of every readable image, sorted; names the files it skips."""
+    """(path, class index) of every file that starts like an image, sorted; names the files
+    it skips."""
     files, skipped = [], []
     for index, name in enumerate(class_names):
         folder = root / name
@@ -100,15 +110,51 @@ def _files(root: pathlib.Path, class_names: list[str]) -> list[tuple[str, int]]:
             raise UserError(f"Class folder {folder} has no images "
                             f"({', '.join(EXTENSIONS)}). Add some, or remove the folder.")
         for path in candidates:
-            with open(path, "rb") as handle:
-                if handle.read(4).startswith(_SIGNATURES):
-                    files.append((str(path), index))
-                else:
-                    skipped.append(path)
-                    logging.warning("Skipping %s: not a JPEG, PNG, GIF or BMP image.", path)
+            with reading(path, "Fix: make it readable, or delete it."), \
+                    open(path, "rb") as handle:
+                signature = handle.read(4)
+            if signature.startswith(_SIGNATURES):
+                files.append((str(path), index))
+            else:
+                skipped.append(path)
+                logging.warning("Skipping %s: not a JPEG, PNG, GIF or BMP image.", path)
     if skipped:
         logging.warning("Skipped %d file(s) under %s that are not images.", len(skipped), root)
     return files
+
+
+def _check_decodable(paths: list[str], root: pathlib.Path, fingerprint: str,
+                     shown: int = 5) -> None:
+    """Decodes every image once, as load_image does, unless CHECKED_DIR says the folder
+    with this fingerprint did; raises UserError naming the damaged ones (the first `shown`
+    of them) and the fix.
+
+    Decoding lazily in tf.data would fail (or, with ignore_errors, silently drop the file
+    and leave the split's size unknown) only when training reaches the file, after the run
+    has written to model_dir. The first check costs a decode per image (about 0.3 ms for
+    64x64, 2.5 ms for 300x300 on one core): what a training run spent before counting
+    the examples of a split whose size ignore_errors had made unknown.
+    """
+    marker = os.path.join(os.path.expanduser(CHECKED_DIR), fingerprint)
+    if os.path.exists(marker):
+        return
+    damaged = []
+    for path in paths:
+        try:
+            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        except Exception as error:  # pylint: disable=broad-except  (any failure: damaged)
+            damaged.append(f"{path} ({described(error)})")
+    if damaged:
+        listed = "; ".join(damaged[:shown]) + (
+            f"; and {len(damaged) - shown} more" if len(damaged) > shown else "")
+        raise UserError(f"{len(damaged)} image file(s) under {root} are damaged and cannot be "
+                        f"decoded: {listed}. Fix: delete them, or replace them with intact "
+                        "copies.")
+    try:
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        open(marker, "wb").close()  # pylint: disable=consider-using-with
+    except OSError:
+        pass  # only a saving: the next start decodes them again
 
 
 def _split(files, validation_fraction, seed):
@@ -134,7 +180,5 @@ def _decoded(files, image_size, binary) -> tf.data.Dataset:
         return load_image(path, image_size), label
 
     examples = tf.data.Dataset.from_tensor_slices((paths, labels))
-    # A file that passed the signature check but still fails to decode (truncated) is
-    # dropped here; tf.data logs the error.
-    return examples.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(
-        log_warning=True)
+    # Every file decodes (_check_decodable), so the split keeps its known size.
+    return examples.map(load, num_parallel_calls=tf.data.AUTOTUNE)

@@ -7,6 +7,7 @@ import keras
 
 from framework import capabilities, registry
 from framework.heads import resolve_heads
+from framework.plugin_checks import check_kind
 from framework.registry import register
 
 
@@ -22,7 +23,11 @@ def multi_head(info, trunk=gin.REQUIRED, heads=()):
     Outputs {head name: output}; its heads ((Head, HeadInfo) pairs, framework.capabilities)
     tell the framework each head's loss and metrics.
     """
+    check_kind("model", trunk, "models.multi_head.trunk")
     resolved = resolve_heads(info, heads)
+    for head, _ in resolved:
+        if head.loss is not None:
+            check_kind("loss", head.loss, f"{head.name}/Head.loss")
     # The trunk plugin builds a single-output model; its output layer is cut off below.
     first = info.heads[0]
     full = registry.build(trunk, dataclasses.replace(
