@@ -47,7 +47,7 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
     trains = mode != "eval"
     CONSOLE.line(run_header(run, experiment, mode))
     if run.restored_from:
-        CONSOLE.line(f"{'resumed' if trains else 'evaluating'} {run.restored_from} "
+        CONSOLE.line(f"{'resumed from' if trains else 'evaluating'} {run.restored_from} "
                      f"(step {run.step})")
     # A training run holds model_dir (through its chief, the only worker writing there);
     # evaluating a run that is still training is allowed. Held before anything below

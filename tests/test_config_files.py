@@ -11,17 +11,10 @@ import pytest
 
 from framework import config, experiment, registry, run_length  # noqa: F401  (registers Experiment)
 from framework.errors import UserError
-from tests.configs import SYNTHETIC_MLP
-from tests.helpers import REPO, run_cli
+from configs import SYNTHETIC_MLP
+from helpers import REPO, run_cli
 
 registry.discover()
-
-
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def test_include_is_relative_to_the_including_file(tmp_path, monkeypatch):
