@@ -155,7 +155,9 @@ def _checkpoints(run_dir, max_to_keep, is_chief, model, optimizer, groups,
 def _restore(checkpoints: Checkpoints, which: str, run_dir: RunDir, model,
              init_checkpoint: str | None) -> str | None:
     """Restores `which` checkpoint of this run; else, for a new run, the model weights of
-    init_checkpoint. Returns what was restored from (None: nothing of this run's)."""
+    init_checkpoint (another run's checkpoint, by structure, or a Keras weights file, by
+    layer name: framework.checkpoints.initialize_model). Returns what was restored from
+    (None: nothing of this run's)."""
     try:
         restored = checkpoints.restore(which)
     except UserError as error:

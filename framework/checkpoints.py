@@ -1,5 +1,5 @@
 """Checkpoints under model_dir/checkpoints: the last N, the best by an eval metric, and
-model weights taken from another run's checkpoint.
+model weights taken from another run's checkpoint or a Keras weights file.
 
 tf.train.Checkpoint + tf.train.CheckpointManager. The manager updates its `checkpoint`
 state file only after a checkpoint's files are complete, so a process killed while saving
@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from framework import weights_by_name
 from framework.errors import UserError, first_line
 from framework.observers import EvalOutput, Observer
 from framework.run_dir import BEST_DIR, BEST_RECORD_FILE, RunDir
@@ -132,20 +133,49 @@ def require_best(run_dir: RunDir, metric: str | None) -> None:
         "with evaluations (--mode=train_and_eval), or use --checkpoint=latest.")
 
 
-def initialize_model(model, path: str) -> None:
-    """Loads the model weights of another run's checkpoint (or the latest in a folder of
-    them) into `model`, matched by structure; the optimizer and step are not taken."""
+def initialize_model(model, path: str) -> weights_by_name.LoadReport | None:
+    """Starts `model` from another run's weights; the optimizer and step are not taken.
+
+    A Keras file (.weights.h5 or .keras, framework.weights_by_name) is loaded by layer name
+    into the layers whose names and shapes match, and its report returned. Anything else is
+    a TensorFlow checkpoint (or a folder of them: the latest), restored by the model's
+    structure, which must be the same; returns None then. Either way a path that cannot
+    start this model is a UserError raised before any variable is assigned.
+    """
+    path = str(path)
+    if weights_by_name.is_keras_file(path):
+        return weights_by_name.load_by_name(model, path)
+    if path.endswith((".h5", ".hdf5")):
+        raise UserError(
+            f"Experiment.init_checkpoint: {path} looks like a legacy Keras HDF5 file, which "
+            "is not read here. Fix: load it into the model it came from with Keras and save "
+            "that with model.save_weights('name.weights.h5'); that file is loaded by layer "
+            "name.")
     if tf.io.gfile.isdir(path):
-        path = tf.train.latest_checkpoint(path) or path
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise UserError(
+                f"Experiment.init_checkpoint: the folder {path} holds no TensorFlow "
+                "checkpoint. Fix: give a run's checkpoints folder (model_dir/checkpoints), "
+                "one checkpoint in it (.../ckpt-1000), or a Keras .weights.h5 or .keras file.")
+        path = latest
+    elif not tf.io.gfile.exists(path + ".index"):
+        raise UserError(
+            f"Experiment.init_checkpoint: {path} is neither a TensorFlow checkpoint (no "
+            f"{os.path.basename(path)}.index beside it) nor a Keras .weights.h5 or .keras "
+            "file. Fix: give a run's checkpoints folder, one checkpoint in it "
+            "(.../ckpt-1000), or a Keras weights file.")
     try:
         tf.train.Checkpoint(model=model).restore(path) \
             .assert_existing_objects_matched().expect_partial()
     except (*_NOT_FITTING, tf.errors.OpError) as error:
         raise UserError(
             f"Experiment.init_checkpoint: {_does_not_fit(path, error, 'model')} It must be a "
-            "checkpoint (or a folder of them) of a run with the same model structure."
+            "checkpoint (or a folder of them) of a run with the same model structure, or a "
+            "Keras .weights.h5 or .keras file, which is loaded by layer name."
         ) from error
     logging.info("Model weights initialised from %s", path)
+    return None
 
 
 _NOT_FITTING = (AssertionError, ValueError, tf.errors.InvalidArgumentError)
