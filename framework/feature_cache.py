@@ -61,19 +61,22 @@ def feature_caches(model, datasets, enabled: bool, directory: str):
                      unkeyed[0])
         return model, None
     extractor, head = frozen
-    return head, [FeatureCache(directory, extractor, cache_key(dataset.fingerprint, extractor))
-                  for dataset in datasets]
+    return head, [FeatureCache(directory, extractor, dataset.fingerprint) for dataset in datasets]
 
 
 class FeatureCache:
-    """`features(split, examples)`: the cached (extractor(x), y) dataset, made if missing."""
+    """`features(split, examples)`: the cached (extractor(x), y) dataset, made if missing,
+    in `directory`/<cache_key>/<split>."""
 
-    def __init__(self, directory: str, extractor, key: str, batch_size: int = 64):
-        self.directory = os.path.join(directory, key)
+    def __init__(self, directory: str, extractor, dataset_fingerprint: str,
+                 batch_size: int = 64):
+        self.root, self.fingerprint = directory, dataset_fingerprint
         self.extractor, self.batch_size = extractor, batch_size
 
     def features(self, split: str, examples: tf.data.Dataset) -> tf.data.Dataset:
-        path = os.path.join(self.directory, split)
+        # Keyed when first used, not when built: by then the builder has restored the run's
+        # checkpoint or loaded Experiment.init_checkpoint into the extractor.
+        path = os.path.join(self.root, cache_key(self.fingerprint, self.extractor), split)
         if tf.io.gfile.exists(os.path.join(path, _COMPLETE)):
             logging.info("Feature cache: reusing %s", path)
         else:

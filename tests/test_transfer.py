@@ -16,7 +16,7 @@ from framework.data import DatasetInfo
 from framework.data import training_batches
 from framework.errors import UserError
 from framework.experiment import from_config
-from framework.feature_cache import FeatureCache
+from framework.feature_cache import FeatureCache, cache_key
 from plugins.models import inception_v3 as inception
 from test_image_folder import COLOURS, write_images
 
@@ -231,3 +231,15 @@ def test_fine_tune_run_resumes_with_its_scaled_optimizer(tmp_path):
     restored = [v.numpy() for v in resumed.optimizer_groups[1][0].variables]
     # Two steps moved the scaled optimizer's slots, and the checkpoint brought them back.
     assert any(not np.array_equal(r, f) for r, f in zip(restored, fresh_slots))
+
+
+def test_the_feature_cache_is_keyed_by_the_weights_it_computes_with(tmp_path):
+    """Keyed at first use, so weights loaded after the builder made the cache (a resumed
+    checkpoint, Experiment.init_checkpoint) choose its folder."""
+    extractor = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    cache = FeatureCache(str(tmp_path), extractor, "fingerprint")
+    extractor.layers[0].kernel.assign(np.ones((3, 2), np.float32))  # loaded after the build
+    examples = tf.data.Dataset.from_tensor_slices((np.ones((4, 3), np.float32), np.zeros(4)))
+    features = next(iter(cache.features("train", examples).batch(4)))[0]
+    np.testing.assert_allclose(features.numpy(), np.full((4, 2), 3.0))
+    assert [p.name for p in tmp_path.iterdir()] == [cache_key("fingerprint", extractor)]
