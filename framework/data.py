@@ -124,9 +124,15 @@ class Dataset:
       the run's seed, the epoch and the example's index, so every epoch sees new variants and
       a resumed run sees the same ones.
     load_file: optional `load_file(path) -> features` for one example read from a file,
-      preprocessed as training examples are (what --mode=predict uses).
+      preprocessed as training examples are (what --mode=predict uses). Left unset, it is
+      `decode(tf.io.read_file(path))` when the dataset has a `decode`.
     fingerprint: optional string that changes whenever the examples do (files, sizes,
       preprocessing); it lets the framework cache what a frozen backbone computes from them.
+    decode: optional `decode(image_bytes) -> features` for image datasets: one encoded
+      image (a tf.string scalar: JPEG, PNG, ...) as one example's float32 features of
+      `info.input_shape`, decoded, resized and scaled exactly as training examples are.
+      Built from TensorFlow ops only, since an export traces it into the SavedModel's
+      image-bytes signature (framework.export), where it runs without this code.
     """
 
     train: tf.data.Dataset
@@ -135,6 +141,13 @@ class Dataset:
     augment: Callable | None = None
     load_file: Callable | None = None
     fingerprint: str | None = None
+    decode: Callable | None = None
+
+    def __post_init__(self):
+        if self.load_file is None and self.decode is not None:
+            decode = self.decode
+            # The dataclass is frozen; this fills a default once, before anyone reads it.
+            object.__setattr__(self, "load_file", lambda path: decode(tf.io.read_file(path)))
 
 
 def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:

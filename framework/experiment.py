@@ -47,10 +47,13 @@ class Experiment:
       best_checkpoint_metric: an eval metric (e.g. 'accuracy'); after each evaluation that
         improves it, a checkpoint is kept in checkpoints/best with the value beside it.
       best_checkpoint_mode: 'max' or 'min': which direction improves that metric.
-      init_checkpoint: a checkpoint (or a checkpoints folder: its latest) of another run
-        whose model weights start this run, when model_dir has no checkpoint of its own
-        (fine-tuning from a frozen-backbone run). Only the model is taken, matched by the
-        model's structure; the optimizer and step start afresh.
+      init_checkpoint: where the model's weights start when model_dir has no checkpoint of
+        its own: another run's checkpoint (or its checkpoints folder: the latest), restored
+        by the model's structure, which must be the same (fine-tuning from a frozen-backbone
+        run); or a Keras file (.weights.h5, .keras) loaded by layer name into the layers
+        whose names and shapes match, the rest keeping their initialisation
+        (framework.weights_by_name; the console says what was loaded and skipped). Only the
+        model is taken; the optimizer and step start afresh.
       cache_features: when the model has a frozen feature extractor
         (framework.capabilities) and the dataset a fingerprint and no augmentation, compute
         the features once, keep them on disk and train the head on them.
@@ -68,6 +71,11 @@ class Experiment:
         a resumed run keeps it; each worker of a cluster decides for its own machine, so
         name the policy on a cluster of mixed machines. float32 by default, so results do
         not depend on the machine; the classification configs ask for 'auto'.
+      export_at_end: when training ends (its steps done, or a hook such as early stopping
+        ended it; not the NaN guard or a signal), export the best checkpoint if
+        best_checkpoint_metric is set, else the latest, to model_dir/export/<step> as
+        --mode=export does (framework.export). Checked at the start: data an export cannot
+        describe is refused before training.
     """
 
     def __init__(
@@ -101,6 +109,7 @@ class Experiment:
         dataset_weights=None,
         jit_compile=False,
         precision_policy="float32",
+        export_at_end=False,
     ):
         for name, value in [("batch_size", batch_size), ("train_steps", train_steps),
                             ("steps_per_loop", steps_per_loop), ("summary_every", summary_every),
@@ -140,6 +149,10 @@ class Experiment:
         self.dataset_schedule, self.dataset_weights = dataset_schedule, dataset_weights
         precision.check_policy(precision_policy)
         self.jit_compile, self.precision_policy = bool(jit_compile), precision_policy
+        if not isinstance(export_at_end, bool):
+            raise UserError(f"Experiment.export_at_end must be True or False, got "
+                            f"{export_at_end!r}.")
+        self.export_at_end = export_at_end
         self.monitoring = Monitoring()  # what TensorBoard gets beyond scalars (gin-bound)
 
     def run(self, model_dir: str, mode: str = "train_and_eval", checkpoint: str = "latest",

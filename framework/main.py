@@ -2,6 +2,7 @@
 
     python -m framework.main --gin_file=gin/cnn.gin [--gin_bindings='Experiment.train_steps=500']
                              [--model_dir=runs/x] [--mode=train_and_eval]
+    python -m framework.main --gin_file=gin/cnn.gin --model_dir=runs/x --mode=export
     python -m framework.main --list_plugins
 """
 
@@ -29,6 +30,7 @@ from framework import assembly, registry  # noqa: E402
 from framework.console import CONSOLE  # noqa: E402
 from framework.errors import UserError  # noqa: E402
 from framework.experiment import Experiment, from_config  # noqa: E402
+from framework.export import export_mode  # noqa: E402
 from framework.hooks import StopRequest  # noqa: E402
 from framework.predict import check_can_predict, predict_files  # noqa: E402
 
@@ -41,8 +43,9 @@ MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Where checkpoints, summaries and the config go; re-using it resumes. "
     "Default: a fresh folder under runs/.")
 MODE = flags.DEFINE_enum("mode", "train_and_eval",
-                         ["train", "eval", "train_and_eval", "predict"],
-                         "What to do; predict classifies the files given by --predict.")
+                         ["train", "eval", "train_and_eval", "predict", "export"],
+                         "What to do; predict classifies the files given by --predict; "
+                         "export writes a SavedModel, a .keras file and the class names.")
 PREDICT = flags.DEFINE_string(
     "predict", None, "With --mode=predict: an image file, or a folder of them.")
 TOP_K = flags.DEFINE_integer("top_k", 3, "With --mode=predict: classes shown per file.")
@@ -53,8 +56,13 @@ VERBOSE = flags.DEFINE_bool(
     "Python tracebacks for errors. (absl's --verbosity alone sets the log level.)")
 CHECKPOINT = flags.DEFINE_enum(
     "checkpoint", "latest", ["latest", "best"],
-    "With --mode=eval or predict: use the latest checkpoint or the best one "
+    "With --mode=eval, predict or export: use the latest checkpoint or the best one "
     "(checkpoints/best).")
+EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "With --mode=export: the folder to write. Default: "
+    "model_dir/export/<step of the checkpoint>.")
+OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "With --mode=export: replace an earlier export in that folder.")
 
 
 def fresh_model_dir(gin_files: list[str]) -> str:
@@ -118,6 +126,9 @@ def run(argv, keep_alive: list) -> int:
     model_dir = MODEL_DIR.value or fresh_model_dir(GIN_FILES.value)
     if MODE.value == "predict":
         predict(experiment, model_dir)
+        return 0
+    if MODE.value == "export":
+        export_mode(experiment, model_dir, CHECKPOINT.value, EXPORT_DIR.value, OVERWRITE.value)
         return 0
     CONSOLE.line(f"{' '.join(GIN_FILES.value) or '(bindings only)'} -> {model_dir}"
                  + ("" if MODEL_DIR.value else " (a fresh folder; pass --model_dir to choose)"))

@@ -18,6 +18,7 @@ from framework.controller import MODES, Cadences, Controller
 from framework.errors import UserError
 from framework.eval_images import EvalImages
 from framework.evaluator import Evaluator
+from framework.export import check_exportable, export_after_training
 from framework.histograms import WeightHistograms
 from framework.hooks import StopRequest
 from framework.monitoring import GraphTrace, Monitoring, Profiler, RunDescription
@@ -45,6 +46,9 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
     if keep_alive is not None:
         keep_alive.append(run)
     trains = mode != "eval"
+    exports = trains and run.is_chief and experiment.export_at_end
+    if exports:  # before hours of training, not after them
+        check_exportable(run, "Experiment.export_at_end")
     CONSOLE.line(run_header(run, experiment, mode))
     if run.restored_from:
         CONSOLE.line(f"{'resumed from' if trains else 'evaluating'} {run.restored_from} "
@@ -59,7 +63,12 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
             results = controller.run(mode, training_inputs(run, experiment, keep_alive))
         finally:
             summaries.close()
-    return {**results, "weights": small_model_weights(run.model)}
+        weights = small_model_weights(run.model)  # before an export restores the best
+        # Training that ended (its steps done, or stopped by a hook such as early
+        # stopping) is exported; one stopped by the NaN guard or a signal is not.
+        if exports and results["exit_status"] == 0:
+            export_after_training(run, experiment.best_checkpoint_metric)
+    return {**results, "weights": weights}
 
 
 def run_header(run: Run, experiment, mode: str) -> str:

@@ -24,9 +24,11 @@ def predict_files(run: Run, path: str, top_k: int = 3):
     files = _files(path)
     # The class names the model was trained with, else the dataset's.
     info = run.run_dir.saved_dataset_info() or dataclasses.asdict(run.info)
+    # In a graph, as evaluation and exports run the model: in mixed precision, the same
+    # model run eagerly rounds some bfloat16 results differently.
+    model = tf.function(lambda features: run.model(features, training=False))
     outputs = float32_outputs(
-        run.model(tf.stack([_load(run.datasets[0].load_file, f) for f in files]),
-                  training=False))
+        model(tf.stack([_load(run.datasets[0].load_file, f) for f in files])))
     if not info.get("heads"):
         return list(zip(files, _top(info, outputs, top_k)))
     per_head = {head["name"]: _top(head, outputs[head["name"]], top_k) for head in info["heads"]}
@@ -40,7 +42,8 @@ def check_can_predict(dataset: Dataset) -> None:
         raise UserError(
             f"--mode=predict reads each file with the dataset's load_file, and dataset "
             f"'{dataset.info.name}' has no load_file. Fix: predict with a dataset that has one "
-            "(e.g. image_folder, captcha), or give your dataset plugin's Dataset a "
+            "(e.g. image_folder, captcha, fashion_mnist), or give your dataset plugin's "
+            "Dataset a decode(image_bytes) -> features (load_file follows from it) or a "
             "load_file(path) -> features that prepares a file as its examples are prepared.")
 
 

@@ -8,6 +8,8 @@
       checkpoints/           the last N checkpoints; best/ the best one and best_metric.json
       train/ eval/           TensorBoard events (the run's root holds the hparams summary)
       feature_cache/         a frozen backbone's features, unless a shared folder is named
+      export/<step>/         exports (framework.export): TensorFlow Serving's layout, with
+                             the model_base_path export/ and one version per step
 
 Reading never writes: a start that fails leaves model_dir as it was.
 """
@@ -30,6 +32,7 @@ LOCK_FILE = ".lock"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"  # inside the checkpoints folder
 BEST_RECORD_FILE = "best_metric.json"  # beside the best checkpoint
+EXPORT_DIR = "export"
 
 
 class RunDir:
@@ -63,6 +66,10 @@ class RunDir:
     def profile(self) -> str:
         """Where the profiler writes (TensorBoard finds it under train/plugins/profile)."""
         return self.events("train")
+
+    def export(self, step: int) -> str:
+        """Where the checkpoint of `step` is exported by default: export/<step>."""
+        return os.path.join(self.file(EXPORT_DIR), str(step))
 
     @property
     def feature_cache(self) -> str:

@@ -63,14 +63,27 @@ def captcha(alphabet="0123456789", length=4, image_size=(30, 80), train_size=300
         return tf.data.Dataset.from_tensor_slices((images, labelled)).map(
             lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
 
-    def load_file(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=1, expand_animations=False)
-        return tf.image.resize(tf.cast(image, tf.float32) / 255.0, (height, width))
-
     info = DatasetInfo.multi_head(f"captcha_{length}x{len(alphabet)}", (height, width, 1),
                                   heads, train_size=train_size, eval_size=eval_size)
     return Dataset(train=split("train"), eval=split("eval") if eval_size else None,
-                   info=info, load_file=load_file, fingerprint=f"captcha-{key}")
+                   info=info, fingerprint=f"captcha-{key}",
+                   decode=lambda image_bytes: decode(image_bytes, (height, width)))
+
+
+def decode(image_bytes, image_size):
+    """One encoded captcha image (PNG, JPEG, ... of any size) as training sees it: float
+    [height, width, 1] in [0, 1].
+
+    Follows _draw in TensorFlow ops: PIL's grey ('L', the ITU-R 601 luma) rounded to
+    whole levels, then its bilinear shrink, which widens the filter with the scale as
+    antialias=True does, rounded again. A canvas-size captcha then comes within one grey
+    level of the drawn image (tests/test_export.py); a plain bilinear resize, which samples
+    without averaging, does not.
+    """
+    rgb = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    grey = tf.round(tf.image.rgb_to_grayscale(tf.cast(rgb, tf.float32)))
+    resized = tf.round(tf.image.resize(grey, image_size, antialias=True))
+    return tf.ensure_shape(resized / 255.0, (*image_size, 1))
 
 
 def _cached_or_drawn(path, alphabet, length, image_size, train_size, eval_size, seed,

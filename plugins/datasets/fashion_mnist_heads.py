@@ -46,4 +46,5 @@ def fashion_mnist_heads(data_dir=None, heads=("fine", "coarse"), train_part=(0, 
     info = DatasetInfo.multi_head(
         "fashion_mnist_heads", plain.info.input_shape, [infos[name] for name in heads],
         train_size=int(train.cardinality()), eval_size=plain.info.eval_size)
-    return Dataset(train=labelled(train), eval=labelled(plain.eval), info=info)
+    return Dataset(train=labelled(train), eval=labelled(plain.eval), info=info,
+                   decode=plain.decode)

@@ -99,7 +99,8 @@ def _keras_download(origin_folder: str, cache_subdir: str) -> pathlib.Path:
 
 
 def idx_dataset(name, directory, class_names, package: str | None = None) -> Dataset:
-    """Images scaled to [0, 1] with a channel axis, integer labels.
+    """Images scaled to [0, 1] with a channel axis, integer labels; decodes image files
+    (`decode`) as its examples are.
 
     Every file is checked as it is read (see read_idx): 28x28 images, one label per image,
     each naming one of `class_names`. A damaged file is a UserError that says how to get an
@@ -131,7 +132,19 @@ def idx_dataset(name, directory, class_names, package: str | None = None) -> Dat
     )
     logging.info("%s: %d training and %d evaluation images from %s",
                  name, info.train_size, info.eval_size, directory)
-    return Dataset(train=splits["train"], eval=splits["eval"], info=info)
+    return Dataset(train=splits["train"], eval=splits["eval"], info=info, decode=decode)
+
+
+def decode(image_bytes):
+    """One encoded image (PNG, JPEG, ...) as an example: grey [28, 28, 1] in [0, 1].
+
+    The IDX images are stored as they are read here (grey bytes over 255), so a 28x28 grey
+    PNG of one decodes to exactly that example. Larger images are shrunk, averaging the
+    pixels under each (antialias); the datasets' images are light on a black background.
+    """
+    image = tf.io.decode_image(image_bytes, channels=1, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (28, 28), antialias=True)
+    return tf.ensure_shape(image, (28, 28, 1))
 
 
 def repair_hint(name: str, directory: pathlib.Path, package: str | None = None) -> str:

@@ -59,8 +59,8 @@ def image_folder(directory=None, image_size=(150, 150), validation_fraction=0.2,
         eval=_decoded(eval_files, image_size, binary) if eval_files else None,
         info=info,
         augment=augmenter(flip=flip, rotation=rotation, zoom=zoom, contrast=contrast),
-        load_file=lambda path: load_image(path, image_size),
-        fingerprint=fingerprint)
+        fingerprint=fingerprint,
+        decode=lambda image_bytes: decode_image(image_bytes, image_size))
 
 
 def _fingerprint(train_files, eval_files, image_size) -> str:
@@ -73,11 +73,17 @@ def _fingerprint(train_files, eval_files, image_size) -> str:
     return digest.hexdigest()
 
 
-def load_image(path, image_size):
-    """One image file as float [height, width, 3] in [0, 1], resized to image_size."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+def decode_image(image_bytes, image_size):
+    """One encoded image (JPEG, PNG, GIF, BMP) as float [height, width, 3] in [0, 1],
+    resized to image_size: what training reads (load_image) and exports serve."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, image_size)
     return tf.ensure_shape(image, (*image_size, 3))
+
+
+def load_image(path, image_size):
+    """One image file, as decode_image gives it."""
+    return decode_image(tf.io.read_file(path), image_size)
 
 
 def _existing_directory(directory) -> pathlib.Path:
