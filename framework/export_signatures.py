@@ -21,6 +21,7 @@ import dataclasses
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from framework import capabilities, tasks
 from framework.data import DatasetInfo
@@ -137,7 +138,14 @@ def write_saved_model(model: keras.Model, outputs: list[Output], input_shape: tu
         archive.add_endpoint(IMAGE_BYTES_SIGNATURE, serve_image_bytes, input_signature=[
             tf.TensorSpec((None,), tf.string, name=IMAGE_BYTES)])
         signatures.append(IMAGE_BYTES_SIGNATURE)
-    archive.write_out(path, verbose=False)
+    # Writing a SavedModel sets absl's logger to WARNING for the rest of the process;
+    # whoever set it (--verbose, a test's log capture) keeps their level.
+    absl_logger = logging.get_absl_logger()
+    level = absl_logger.level
+    try:
+        archive.write_out(path, verbose=False)
+    finally:
+        absl_logger.setLevel(level)
     return signatures
 
 
