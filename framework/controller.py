@@ -53,6 +53,7 @@ class Controller:
         self.stop = stop or StopRequest()
         self.context = RunContext(self.stop, train_steps, lambda: checkpoints.latest,
                                   model_dir, step)
+        self._last_eval: tuple[int, dict] | None = None  # (step, scalars)
 
     @property
     def step(self) -> int:
@@ -71,7 +72,10 @@ class Controller:
         else:
             results["train"] = self.train(make_inputs)
             if mode == "train_and_eval" and self.stop.exit_status == 0:
-                results["eval"] = self.evaluate()
+                # A run stopped right after an evaluation (early stopping, a pruned trial)
+                # ends with that one.
+                evaluated_now = self._last_eval and self._last_eval[0] == self.step
+                results["eval"] = self._last_eval[1] if evaluated_now else self.evaluate()
         return {"step": self.step, **results, "stopped": self.stop.reason,
                 "exit_status": self.stop.exit_status}
 
@@ -130,6 +134,7 @@ class Controller:
         logging.info("eval at step %d: %s", self.step, _format(output.scalars))
         for hook in self.hooks:
             hook.after_eval(self.context, self.step, output.scalars)
+        self._last_eval = (self.step, output.scalars)
         return output.scalars
 
     def _after_train_loop(self, step: int, output: LoopOutput) -> None:

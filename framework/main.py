@@ -6,25 +6,17 @@
     python -m framework.main --list_plugins
 """
 
-import atexit
-import os
-import sys
-
-from framework.native_logs import NativeLogFilter
+from framework import cli
 
 # TensorFlow's C++ side prints banners (oneDNN, CPU features) as it loads: the filter must
 # be in place before anything imports TensorFlow. --verbose keeps them.
-NATIVE_LOGS = NativeLogFilter()
-if "--verbose" not in sys.argv:
-    NATIVE_LOGS.start()
-    atexit.register(NATIVE_LOGS.stop)  # a sys.exit before main (absl's flag errors) too
+cli.filter_native_logs()
 
 # pylint: disable=wrong-import-position
 import datetime  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
+import os  # noqa: E402
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from framework import assembly, registry  # noqa: E402
 from framework.console import CONSOLE  # noqa: E402
@@ -33,6 +25,7 @@ from framework.experiment import Experiment, from_config  # noqa: E402
 from framework.export import export_mode  # noqa: E402
 from framework.hooks import StopRequest  # noqa: E402
 from framework.predict import check_can_predict, predict_files  # noqa: E402
+from framework.search import settings  # noqa: E402,F401  (a search config's Search.* parse)
 
 GIN_FILES = flags.DEFINE_multi_string(
     "gin_file", [], "Gin config file; repeatable, read in order.")
@@ -76,19 +69,9 @@ def fresh_model_dir(gin_files: list[str]) -> str:
 
 
 def stop_on_signals() -> StopRequest:
-    """SIGTERM (preemption) and Ctrl-C end the run cleanly after the current host loop,
-    with a checkpoint; a second Ctrl-C leaves at once. Returns the request they make."""
+    """The request SIGTERM (preemption) and Ctrl-C make: see framework.cli.stop_on_signals."""
     stop = StopRequest()
-
-    def handle(signum, frame):
-        del frame
-        name = signal.Signals(signum).name
-        if stop.requested and signum == signal.SIGINT:
-            print(f"{name} again: leaving now, without a checkpoint.", file=sys.stderr)
-            os._exit(128 + signum)  # pylint: disable=protected-access
-        stop(f"received {name}", exit_status=128 + signum)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, handle)
+    cli.stop_on_signals(stop)
     return stop
 
 
@@ -152,36 +135,9 @@ def _rounded(values):
     return [_rounded(v) for v in values] if isinstance(values, list) else round(values, 4)
 
 
-def quiet_logs() -> None:
-    """Warnings and errors only from absl's and TensorFlow's Python logging, unless the user
-    asked for more with --verbose or absl's own --verbosity/-v."""
-    if VERBOSE.value:
-        logging.set_verbosity(logging.INFO)
-    elif not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-
-
 def main(argv):
-    status, keep_alive = 0, []
-    quiet_logs()
-    try:
-        status = run(argv, keep_alive)
-    except UserError as error:
-        if VERBOSE.value:
-            raise
-        # gin appends "In call to configurable ..." to errors raised inside configurables:
-        # noise to the user, whose message already names the parameter.
-        message = re.sub(r"\n\s*In call to configurable .*", "", str(error))
-        print(f"error: {message}", file=sys.stderr)
-        status = 2
-    # Everything that must outlive the process (checkpoints, flushed summaries) is on disk
-    # now; leave without TensorFlow's slow teardown of datasets, iterators and models
-    # (also seen at interpreter shutdown under MirroredStrategy).
-    logging.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    NATIVE_LOGS.stop()
-    os._exit(status)  # pylint: disable=protected-access
+    keep_alive = []  # must outlive the run: see run()
+    cli.run_command(lambda: run(argv, keep_alive), VERBOSE.value)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from framework.summaries import ScalarSummaries, Summaries
 
 
 def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
-             stop: StopRequest | None = None, keep_alive: list | None = None) -> dict:
+             stop: StopRequest | None = None, keep_alive: list | None = None,
+             extra_hooks=()) -> dict:
     """Builds the run `experiment` describes in `model_dir`, then trains and/or evaluates.
 
     Returns what Controller.run returns. `checkpoint` ('latest' or 'best') is what
@@ -36,6 +37,7 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
     leaves the process without releasing them (framework.main: releasing a tf.data
     iterator that autotunes before its end waits on tf.data's autotuning thread, up to a
     minute, BUILD_NOTES.md "Prompt exit"). None: they are released when this returns.
+    extra_hooks: hooks beside the experiment's own (a search trial's reporter).
     """
     if mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got '{mode}'.")
@@ -59,7 +61,7 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
     with run.run_dir.lock() if trains and run.is_chief else contextlib.nullcontext():
         summaries = Summaries(run.run_dir)
         try:
-            controller = build_controller(run, experiment, mode, summaries, stop)
+            controller = build_controller(run, experiment, mode, summaries, stop, extra_hooks)
             results = controller.run(mode, training_inputs(run, experiment, keep_alive))
         finally:
             summaries.close()

@@ -1,0 +1,321 @@
+"""The search command end to end on generated data: the space and its errors, pruning, the
+study's files, best.gin retraining its trial, TensorBoard's HParams view, several workers
+and commands on one study, and a study that survives kill -9."""
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import optuna
+import pytest
+
+import configs
+import events
+from helpers import REPO, cli_environment, run_cli
+from framework.errors import UserError
+from framework.search import space as search_space
+from postgres_server import postgres  # noqa: F401  # pylint: disable=unused-import
+
+# pytest passes fixtures by their names:
+# pylint: disable=redefined-outer-name
+
+# Four trials of 60 steps, evaluated every 20: plain SGD learns the synthetic classes at
+# learning rate 0.1 and gets nowhere at 1000. The good trials come first, so successive
+# halving has their losses at 20 steps to compare the hopeless ones with.
+TINY_STUDY = configs.CLASSIFIER + """
+Experiment.model = @models.mlp
+Experiment.optimizer = @optimizers.sgd
+Experiment.batch_size = 32
+Experiment.train_steps = 60
+Experiment.steps_per_loop = 10
+Experiment.eval_every = 20
+Experiment.checkpoint_every = 20
+Experiment.summary_every = 20
+datasets.synthetic.train_size = 256
+datasets.synthetic.eval_size = 64
+models.mlp.hidden_units = (16,)
+optimizers.sgd.learning_rate = 0.1
+Search.parameters = {
+    'optimizers.sgd.learning_rate': {'choices': [0.1, 1000.0]},
+    'models.mlp.hidden_units': {'choices': [(16,), (32,)]},
+}
+Search.first_trials = [
+    {'optimizers.sgd.learning_rate': 0.1, 'models.mlp.hidden_units': (16,)},
+    {'optimizers.sgd.learning_rate': 0.1, 'models.mlp.hidden_units': (32,)},
+    {'optimizers.sgd.learning_rate': 1000.0, 'models.mlp.hidden_units': (16,)},
+    {'optimizers.sgd.learning_rate': 1000.0, 'models.mlp.hidden_units': (32,)},
+]
+Search.objective = 'loss'
+Search.direction = 'minimize'
+Search.sampler = 'random'
+Search.pruner = 'successive_halving'
+Search.trials = 4
+Search.reduction_factor = 2
+"""
+
+
+def write_config(tmp_path, text: str, name: str = "study.gin") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def search_command(*args) -> list[str]:
+    return [sys.executable, "-m", "framework.search", *args]
+
+
+def run_search(*args, env=None, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(search_command(*args), cwd=REPO, env=cli_environment(env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_trials(study_dir) -> list[dict]:
+    with open(os.path.join(study_dir, "trials.csv"), encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def journal_study(study_dir) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        os.path.join(study_dir, "study.journal")))
+    return optuna.load_study(study_name="search", storage=storage)
+
+
+# -- the space and its errors ------------------------------------------------------------
+
+def load_space(tmp_path, parameters: str, extra: str = ""):
+    base = TINY_STUDY.split("Search.parameters")[0]
+    config = write_config(tmp_path, f"{base}\nSearch.parameters = {parameters}\n{extra}")
+    return search_space.load([config], [])
+
+
+def test_space_turns_into_distributions_and_gin_bindings(tmp_path):
+    space = load_space(tmp_path, "{'models.mlp.hidden_units': {'choices': [(16,), (8, 8)]}, "
+                       "'optimizers.sgd.learning_rate': {'float': (1e-3, 1.0), 'log': True}, "
+                       "'Experiment.batch_size': {'int': (16, 64), 'step': 16}}")
+    assert space.train_steps == 60 and space.min_steps == 20 and space.seed == 42
+    study = optuna.create_study(sampler=space.make_sampler(0))
+    trial = study.ask()
+    params = space.suggest(trial)
+    values = space.values(params)
+    assert values["models.mlp.hidden_units"] in [(16,), (8, 8)]
+    assert 1e-3 <= values["optimizers.sgd.learning_rate"] <= 1.0
+    assert values["Experiment.batch_size"] in (16, 32, 48, 64)
+    bindings = space.bindings(params)
+    gin.clear_config()
+    gin.parse_config(TINY_STUDY.split("Search.parameters")[0] + "\n".join(bindings))
+    assert gin.query_parameter("models.mlp.hidden_units") == values["models.mlp.hidden_units"]
+
+
+@pytest.mark.parametrize("parameters, extra, message", [
+    ("{'models.mlp.hiden_units': {'choices': [(16,)]}}", "",
+     "'models.mlp.hiden_units', which this experiment does not use. Did you mean "
+     "'models.mlp.hidden_units'"),
+    ("{'models.cnn.filters': {'choices': [8, 16]}}", "", "does not use"),
+    ("{'models.mlp.hidden_units': {'choices': []}}", "", "must be a non-empty list"),
+    ("{'models.mlp.hidden_units': {'choices': [(16,), (16,)]}}", "", "lists a value twice"),
+    ("{'optimizers.sgd.learning_rate': {'float': (1.0, 0.1)}}", "", "low 1.0 is above high 0.1"),
+    ("{'optimizers.sgd.learning_rate': {'float': (0.0, 0.1), 'log': True}}", "",
+     "a log scale needs low above 0"),
+    ("{'Experiment.batch_size': {'int': (16, 64), 'log': True, 'step': 16}}", "",
+     "'log' and 'step' cannot be combined"),
+    ("{'Experiment.batch_size': {'int': (16.5, 64)}}", "", "two integers"),
+    ("{'Experiment.batch_size': {'range': (16, 64)}}", "", "must be a dict with one of"),
+    ("{}", "", "at least one gin parameter"),
+    ("{'optimizers.sgd.learning_rate': {'float': (0.01, 0.1)}}", "Search.sampler = 'grid'",
+     "needs a finite set of values"),
+    ("{'Experiment.batch_size': {'choices': [16]}}", "Search.direction = 'up'",
+     "Search.direction must be one of 'maximize', 'minimize'"),
+    ("{'Experiment.batch_size': {'choices': [16]}}", "Search.pruner = 'median_pruner'",
+     "Search.pruner must be one of"),
+    ("{'Experiment.batch_size': {'choices': [16]}}", "Experiment.eval_every = None",
+     "judges trials at their evaluations"),
+    ("{'Experiment.batch_size': {'choices': [16]}}", "Search.trials = 0",
+     "Search.trials must be an integer of at least 1"),
+    ("{'Experiment.batch_size': {'int': (16, 64)}}",
+     "Search.first_trials = [{'Experiment.batch_size': 128}]",
+     "Search.first_trials: Experiment.batch_size = 128 is outside the parameter's values "
+     "(16 to 64)"),
+    ("{'Experiment.batch_size': {'int': (16, 64)}}", "Search.first_trials = [{'seed': 1}]",
+     "seed is not in Search.parameters"),
+])
+def test_a_mistake_in_the_space_is_one_clear_error(tmp_path, parameters, extra, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_space(tmp_path, parameters, extra)
+
+
+def test_a_bad_space_stops_the_command_before_anything_is_written(tmp_path):
+    config = write_config(tmp_path, TINY_STUDY.replace("(16,), (32,)", ""))
+    result = run_search(f"--gin_file={config}", f"--study_dir={tmp_path / 'study'}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: Search.parameters['models.mlp.hidden_units']: "
+                                    "'choices' must be a non-empty list"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "study").exists()
+
+
+# -- a study end to end ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """The four trials of TINY_STUDY run by two workers on the default (journal) storage."""
+    folder = tmp_path_factory.mktemp("tiny_study")
+    config = write_config(folder, TINY_STUDY)
+    study_dir = folder / "study"
+    result = run_search(f"--gin_file={config}", f"--study_dir={study_dir}", "--workers=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return study_dir, result
+
+
+def test_trials_are_ordinary_runs_and_hopeless_ones_are_pruned(tiny_study):
+    study_dir, result = tiny_study
+    trials = read_trials(study_dir)
+    assert sorted(int(t["number"]) for t in trials) == [0, 1, 2, 3]
+    for trial in trials:
+        learning_rate = float(trial["optimizers.sgd.learning_rate"])
+        if learning_rate == 1000.0:
+            assert (trial["state"], trial["steps"]) == ("PRUNED", "20"), trial
+        else:
+            assert trial["state"] == "COMPLETE" and trial["steps"] == "60", trial
+            assert float(trial["value"]) < 0.5
+        run = study_dir / f"trial_{int(trial['number']):04d}"
+        config = (run / "operative_config.gin").read_text()
+        assert f"sgd.learning_rate = {trial['optimizers.sgd.learning_rate']}" in config
+        assert f"mlp.hidden_units = {trial['models.mlp.hidden_units']}" in config
+        assert (run / "checkpoints" / "checkpoint").exists() or trial["state"] == "PRUNED"
+    # Every combination once.
+    assert len({(t["optimizers.sgd.learning_rate"], t["models.mlp.hidden_units"])
+                for t in trials}) == 4
+    study = journal_study(study_dir)
+    assert [t.state.name for t in study.trials].count("RUNNING") == 0
+    assert len(study.trials) == 4
+    assert "4/4 trials done (2 pruned, 0 failed)" in result.stdout
+
+
+def test_best_gin_retrains_the_best_trial(tiny_study, tmp_path):
+    study_dir, _ = tiny_study
+    complete = [t for t in read_trials(study_dir) if t["state"] == "COMPLETE"]
+    best = min(complete, key=lambda t: float(t["value"]))
+    assert f"trial {best['number']}," in (study_dir / "best.gin").read_text()
+    # The trial trained on its worker's share of the CPUs: the same thread pools here.
+    trial_config = (study_dir / f"trial_{int(best['number']):04d}" / "operative_config.gin")
+    threads = re.findall(r"Experiment\.(\w+_op_threads) = (\d+)", trial_config.read_text())
+    result = run_cli(f"--gin_file={study_dir / 'best.gin'}", f"--model_dir={tmp_path / 'again'}",
+                     *[f"--gin_bindings=Experiment.{name} = {value}" for name, value in threads])
+    assert result.returncode == 0, result.stderr
+    loss = float(re.search(r"final eval loss: ([\d.]+)", result.stdout).group(1))
+    assert loss == pytest.approx(float(best["value"]), abs=1e-4)
+
+
+def test_hparams_show_the_space_and_every_trial_as_trials_csv_says(tiny_study):
+    study_dir, _ = tiny_study
+    trials = {f"trial_{int(t['number']):04d}": t for t in read_trials(study_dir)}
+    runs = set(trials) | {f"{name}/eval" for name in trials}
+    sessions = {"experimentName": "", "startIndex": 0, "sliceSize": 10, "allowedStatuses": [
+        "STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]}
+    with events.tensorboard_server(study_dir, runs) as get:
+        def loaded():
+            groups = get("/data/plugin/hparams/session_groups", sessions)["sessionGroups"]
+            return len(groups) == 4 and all(len(g["metricValues"]) >= 3 for g in groups) \
+                and groups
+        groups = events.poll(loaded, 60, "TensorBoard did not load the four trials")
+        experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
+    domains = {info["name"]: info for info in experiment["hparamInfos"]}
+    assert domains["optimizers.sgd.learning_rate"]["domainDiscrete"] == [0.1, 1000.0]
+    assert domains["models.mlp.hidden_units"]["domainDiscrete"] == ["(16,)", "(32,)"]
+    metrics = {(m["name"].get("group", ""), m["name"]["tag"]) for m in experiment["metricInfos"]}
+    assert {("eval", "loss"), ("", "search/pruned"), ("", "search/steps_trained")} <= metrics
+    for group in groups:
+        trial = trials[group["name"]]
+        assert group["hparams"]["optimizers.sgd.learning_rate"] == \
+            float(trial["optimizers.sgd.learning_rate"])
+        assert group["hparams"]["models.mlp.hidden_units"] == trial["models.mlp.hidden_units"]
+        values = {(m["name"].get("group", ""), m["name"]["tag"]): m["value"]
+                  for m in group["metricValues"]}
+        assert values["", "search/pruned"] == (trial["state"] == "PRUNED")
+        assert values["", "search/steps_trained"] == int(trial["steps"])
+        if trial["state"] == "COMPLETE":
+            assert values["eval", "loss"] == pytest.approx(float(trial["value"]), abs=1e-5)
+
+
+# -- faults ------------------------------------------------------------------------------
+
+# Two trials long enough to be killed in the middle, checkpointed every 20 steps.
+LONG_TRIALS = TINY_STUDY.split("Search.parameters")[0] + """
+Experiment.train_steps = 3000
+Experiment.eval_every = 1000
+Search.parameters = {'optimizers.sgd.learning_rate': {'float': (0.05, 0.2)}}
+Search.objective = 'loss'
+Search.direction = 'minimize'
+Search.sampler = 'random'
+Search.pruner = 'none'
+Search.trials = 2
+"""
+
+
+def test_a_study_killed_mid_trial_goes_on_from_the_checkpoint(tmp_path):
+    config = write_config(tmp_path, LONG_TRIALS)
+    study_dir = tmp_path / "study"
+    command = search_command(f"--gin_file={config}", f"--study_dir={study_dir}")
+    first = subprocess.Popen(command, cwd=REPO, env=cli_environment(), start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = study_dir / "trial_0000" / "checkpoints" / "checkpoint"
+    try:
+        events.poll(checkpoint.exists, 120, "trial 0 wrote no checkpoint", None)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the command and its trial process
+        first.wait()
+    assert journal_study(study_dir).trials[0].state.name == "RUNNING"
+
+    result = run_search(*command[3:])
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = journal_study(study_dir)
+    assert [t.state.name for t in study.trials].count("RUNNING") == 0
+    assert study.trials[0].state.name == "FAIL"
+    retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == 0)
+    assert retry.state.name == "COMPLETE" and retry.user_attrs["steps"] == 3000
+    assert retry.params == study.trials[0].params
+    log = (study_dir / f"trial_{retry.number:04d}" / "trial.log").read_text()
+    assert re.search(r"resumed from .*ckpt-\d+ \(step [1-9]\d*\)", log), log
+    trials = read_trials(study_dir)
+    assert len(trials) == 2 and {t["state"] for t in trials} == {"COMPLETE"}
+    assert "continues trial 0" in {t["note"] for t in trials}
+
+
+# -- many machines: one study in a real PostgreSQL -----------------------------------------
+
+def test_two_commands_share_one_study_through_postgresql(postgres, tmp_path):
+    config = write_config(tmp_path, TINY_STUDY.split("Search.first_trials")[0] + """
+Search.objective = 'loss'
+Search.direction = 'minimize'
+Search.sampler = 'random'
+Search.pruner = 'none'
+Search.trials = 4
+""")
+    env = {"STUDY_DB": postgres.url}
+    commands = [subprocess.Popen(
+        search_command(f"--gin_file={config}", f"--study_dir={tmp_path / f'machine{i}'}",
+                       "--storage=env:STUDY_DB"),
+        cwd=REPO, env=cli_environment(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for i in (1, 2)]
+    outputs = [command.communicate(timeout=600) for command in commands]
+    for command, (stdout, stderr) in zip(commands, outputs):
+        assert command.returncode == 0, stdout + stderr
+        assert postgres.password not in stdout + stderr
+        assert postgres.url_without_password.split("@")[1] in stdout  # the study is shown
+    study = optuna.load_study(study_name="search", storage=postgres.url)
+    counted = [t for t in study.trials if not t.user_attrs.get("surplus")]
+    assert len(counted) == 4 and {t.state.name for t in counted} == {"COMPLETE"}
+    # Each trial ran once, on one of the two machines.
+    folders = sorted(path.name for i in (1, 2) for path in (tmp_path / f"machine{i}").glob(
+        "trial_*") if (path / "checkpoints").exists())
+    assert folders == [f"trial_{t.number:04d}" for t in counted]
+    for i in (1, 2):
+        assert len(read_trials(tmp_path / f"machine{i}")) == 4
+        for path in (tmp_path / f"machine{i}").rglob("*"):
+            if path.is_file():
+                assert postgres.password.encode() not in path.read_bytes(), path
