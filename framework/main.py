@@ -115,6 +115,10 @@ def run(argv, keep_alive: list) -> int:
         return 0
     CONSOLE.line(f"{' '.join(GIN_FILES.value) or '(bindings only)'} -> {model_dir}"
                  + ("" if MODEL_DIR.value else " (a fresh folder; pass --model_dir to choose)"))
+    if settings.declared():
+        CONSOLE.line("This config declares a search (Search.*); this trains its experiment "
+                     "once. To search: python -m framework.search "
+                     f"--gin_file={(GIN_FILES.value or ['CONFIG'])[-1]} --study_dir=DIR")
     results = experiment.run(model_dir, MODE.value, CHECKPOINT.value, stop_on_signals(),
                              keep_alive)
     print_results(results, model_dir)

@@ -1,7 +1,8 @@
 """Malformed gin files, found by fuzzing: the shipped configs with a character deleted,
 inserted or swapped at a random place (in the file run or in one it includes). Every
-outcome is an Experiment or one UserError naming the file; never another exception, and
-through the command line exit status 2, no traceback, no model_dir.
+outcome is an Experiment (a search config: its search space) or one UserError naming the
+file; never another exception, and through the command line exit status 2, no traceback,
+no model_dir. Search spaces are fuzzed as values too: random `Search.parameters` entries.
 
 Seeded, so a failure repeats; bounded by a case count and a time budget."""
 
@@ -14,6 +15,7 @@ import pytest
 
 from framework import experiment, registry
 from framework.errors import UserError
+from framework.search import space as search_space
 from helpers import REPO, run_cli
 
 registry.discover()
@@ -49,6 +51,13 @@ def mutated_configs(folder, rng: random.Random) -> tuple[str, str]:
     return str(folder / top), victim
 
 
+def load(config: str):
+    """What the command that runs `config` reads from it: a search space or an Experiment."""
+    if "Search." in open(config, encoding="utf-8").read():
+        return search_space.load([config], [])
+    return experiment.from_config([config], [])
+
+
 def test_every_mutated_config_gives_an_experiment_or_one_user_error(tmp_path):
     rng = random.Random(SEED)
     outcomes = {"experiment": 0, "user error": 0}
@@ -59,7 +68,7 @@ def test_every_mutated_config_gives_an_experiment_or_one_user_error(tmp_path):
         top, victim = mutated_configs(tmp_path / "gin", rng)
         gin.clear_config()
         try:
-            experiment.from_config([top], [])
+            load(top)
             outcomes["experiment"] += 1
         except UserError as error:
             assert str(error).strip(), f"case {case} ({victim}): an empty message"
@@ -90,3 +99,44 @@ def test_a_config_broken_by_fuzzing_fails_cleanly_through_the_command_line(tmp_p
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ")
     assert not model_dir.exists()
+
+
+# What a random Search.parameters entry is made of: plausible and implausible pieces.
+_NAMES = ["models.mlp.hidden_units", "models.mlp.dropout", "optimizers.adam.learning_rate",
+          "Experiment.batch_size", "models.mlp.hiden_units", "Experiment", "", "x.y.z", 3]
+_VALUES = [0, 1, -1, 2, 0.5, 1e-3, 1e9, -0.0, True, None, "1", (), [], (1,), (1, 2), (2, 1),
+           (0.1, 0.2), (0, 0), [1, 2, 3], {"a": 1}, float("nan"), float("inf")]
+_KEYS = ["choices", "int", "float", "log", "step", "range", 7]
+
+
+def random_spec(rng: random.Random):
+    if rng.random() < 0.1:
+        return rng.choice(_VALUES)
+    return {rng.choice(_KEYS): rng.choice(_VALUES) for _ in range(rng.randint(0, 3))}
+
+
+def test_every_random_search_space_gives_a_space_or_one_user_error(tmp_path):
+    rng = random.Random(SEED)
+    base = (REPO / "gin" / "search_mlp.gin").read_text().split("Search.parameters")[0]
+    outcomes = {"space": 0, "user error": 0}
+    deadline = time.monotonic() + BUDGET_SECONDS
+    for case in range(CASES):
+        if time.monotonic() > deadline:
+            break
+        parameters = {rng.choice(_NAMES): random_spec(rng) for _ in range(rng.randint(1, 3))}
+        extra = rng.choice(["", "Search.sampler = 'grid'", "Search.first_trials = [{}]",
+                            f"Search.first_trials = [{{'models.mlp.dropout': {rng.random()}}}]"])
+        config = tmp_path / "search.gin"
+        config.write_text(f"{base}\nSearch.parameters = {parameters!r}\n{extra}\n")
+        gin.clear_config()
+        try:
+            search_space.load([str(config)], [])
+            outcomes["space"] += 1
+        except UserError as error:
+            assert str(error).strip(), f"case {case}: an empty message"
+            outcomes["user error"] += 1
+        except Exception as error:  # pylint: disable=broad-except
+            pytest.fail(f"case {case}: Search.parameters = {parameters!r} ({extra}) raised "
+                        f"{type(error).__name__}: {error}")
+    gin.clear_config()
+    assert outcomes["space"] > 0 and outcomes["user error"] > 0, outcomes

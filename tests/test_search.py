@@ -3,6 +3,7 @@ study's files, best.gin retraining its trial, TensorBoard's HParams view, severa
 and commands on one study, and a study that survives kill -9."""
 
 import csv
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import events
 from helpers import REPO, cli_environment, run_cli
 from framework.errors import UserError
 from framework.search import space as search_space
+from framework.search import study as studies
 from postgres_server import postgres  # noqa: F401  # pylint: disable=unused-import
 
 # pytest passes fixtures by their names:
@@ -158,6 +160,58 @@ def test_a_bad_space_stops_the_command_before_anything_is_written(tmp_path):
     assert not (tmp_path / "study").exists()
 
 
+def test_an_objective_the_evaluation_lacks_stops_the_search_with_one_error(tmp_path):
+    config = write_config(tmp_path, TINY_STUDY.replace("Search.objective = 'loss'",
+                                                       "Search.objective = 'acuracy'"))
+    result = run_search(f"--gin_file={config}", f"--study_dir={tmp_path / 'study'}",
+                        "--workers=2")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: Search.objective = 'acuracy' is not among this "
+                                    "experiment's eval metrics: accuracy, loss."), result.stderr
+    assert "Traceback" not in result.stderr
+    # Both workers stopped at once: no trial beyond the two that had started, none left
+    # running.
+    trials = journal_study(tmp_path / "study").trials
+    assert len([t for t in trials if "process" in t.user_attrs]) <= 2
+    assert "RUNNING" not in {t.state.name for t in trials}
+
+
+# -- the study: configs, liveness, retries ---------------------------------------------------
+
+def test_a_study_refuses_another_config_but_not_more_trials():
+    storage = optuna.storages.InMemoryStorage()
+    config = "Experiment.batch_size = 32\nSearch.trials = 4\n"
+    studies.open_study(storage, "s", "maximize", config)
+    studies.open_study(storage, "s", "maximize", config.replace("4", "8"))  # extended
+    with pytest.raises(UserError, match=r"(?s)another config.*-Experiment.batch_size = 32\n"
+                                        r"\+Experiment.batch_size = 64"):
+        studies.open_study(storage, "s", "maximize", config.replace("32", "64"))
+    with pytest.raises(UserError, match="created to maximize"):
+        studies.open_study(storage, "s", "minimize", config)
+
+
+def test_a_trial_whose_process_died_is_failed_and_queued_again():
+    storage = optuna.storages.InMemoryStorage()
+    study = studies.open_study(storage, "s", "maximize", "")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = studies.this_process()
+    assert studies.is_alive(alive) is True
+    assert studies.is_alive({**alive, "pid": dead.pid}) is False
+    assert studies.is_alive({**alive, "host": "another-machine"}) is None
+    for process in ({**alive, "pid": dead.pid}, alive):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.set_user_attr("process", process)
+    assert studies.fail_dead_trials(study, storage) == [0]
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "RUNNING", "WAITING"]
+    assert study.trials[2].user_attrs == {"retry_of": 0, "attempt": 2}
+    census = studies.census(study)  # the failed trial's place goes to its continuation
+    assert (census.counted, census.failed, census.running, census.waiting) == (2, 0, 1, 1)
+    continuation = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert continuation.number == 2 and continuation.params == study.trials[0].params
+
+
 # -- a study end to end ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -286,6 +340,30 @@ def test_a_study_killed_mid_trial_goes_on_from_the_checkpoint(tmp_path):
     assert "continues trial 0" in {t["note"] for t in trials}
 
 
+def test_sigterm_stops_every_worker_with_a_checkpoint_to_go_on_from(tmp_path):
+    config = write_config(tmp_path, LONG_TRIALS)
+    study_dir = tmp_path / "study"
+    command = subprocess.Popen(
+        search_command(f"--gin_file={config}", f"--study_dir={study_dir}", "--workers=2"),
+        cwd=REPO, env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    checkpoints = [study_dir / f"trial_000{i}" / "checkpoints" / "checkpoint" for i in (0, 1)]
+    events.poll(lambda: all(c.exists() for c in checkpoints), 120,
+                "the two trials wrote no checkpoint", None)
+    command.send_signal(signal.SIGTERM)
+    stdout, stderr = command.communicate(timeout=60)
+    assert command.returncode == 128 + signal.SIGTERM, stdout + stderr
+    assert stdout.count("interrupted at step") == 2, stdout
+    study = journal_study(study_dir)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "WAITING", "WAITING"]
+    assert {t.user_attrs["retry_of"] for t in study.trials[2:]} == {0, 1}
+    for trial in study.trials[:2]:  # each saved where it stopped
+        steps = trial.user_attrs["steps"]
+        assert 0 < steps < 3000
+        assert f"ckpt-{steps}.index" in os.listdir(study_dir / f"trial_{trial.number:04d}" /
+                                                   "checkpoints")
+
+
 # -- many machines: one study in a real PostgreSQL -----------------------------------------
 
 def test_two_commands_share_one_study_through_postgresql(postgres, tmp_path):
@@ -319,3 +397,18 @@ Search.trials = 4
         for path in (tmp_path / f"machine{i}").rglob("*"):
             if path.is_file():
                 assert postgres.password.encode() not in path.read_bytes(), path
+
+
+def test_the_storage_benchmark_checks_what_it_measures(tmp_path):
+    """framework.bench.search_storage (which chose the default storage) still runs, and its
+    checks pass on both storages it compares."""
+    output = tmp_path / "storages.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "framework.bench.search_storage", "--processes=2",
+         "--trials_per_process=3", "--reports=2", "--storages=journal_symlink,sqlite",
+         f"--json={output}"], cwd=REPO, env=cli_environment(), capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(output.read_text())["results"]
+    assert [(r["storage"], r["trials_completed"], r["integrity"]) for r in rows] == [
+        ("journal_symlink", 6, "ok"), ("sqlite", 6, "ok")]

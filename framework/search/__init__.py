@@ -6,5 +6,6 @@
   study     opening, counting, and retrying the trials of a dead process
   trial     one trial: an ordinary run in study_dir/trial_NNNN, reporting to Optuna
   results   trials.csv, best.gin, the table, TensorBoard's HParams domains
-  __main__  the command: workers that run trials until the study has its count
+  workers   threads that start trial processes until the study has its count
+  __main__  the command
 """

@@ -27,8 +27,9 @@ PRUNED_TAG, STEPS_TAG = "search/pruned", "search/steps_trained"
 
 def rows(study: optuna.Study, space: Space) -> list[dict]:
     """One row per trial that takes a place in the study, by number: number, state, value
-    (the final objective; a pruned trial's last reported one), steps, the parameters as
-    gin text, and a note (which interrupted trial it continues)."""
+    (the final objective; a pruned trial's last reported one), steps, seconds (from its
+    process's launch to its end), the parameters as gin text, and a note (which
+    interrupted trial it continues)."""
     table = []
     for trial in counted_trials(study.get_trials(deepcopy=False)):
         value = trial.value
@@ -39,6 +40,7 @@ def rows(study: optuna.Study, space: Space) -> list[dict]:
         table.append({
             "number": trial.number, "state": trial.state.name, "value": value,
             "steps": trial.user_attrs.get("steps", trial.last_step),
+            "seconds": _seconds(trial),
             **{name: gin_text(values[name]) if name in values else "" for name in
                space.distributions},
             "note": f"continues trial {retry_of}" if retry_of is not None else ""})
@@ -46,7 +48,7 @@ def rows(study: optuna.Study, space: Space) -> list[dict]:
 
 
 def write_csv(path: str, table: list[dict], space: Space) -> None:
-    columns = ["number", "state", "value", "steps", *space.distributions, "note"]
+    columns = ["number", "state", "value", "steps", "seconds", *space.distributions, "note"]
     with open(path + ".partial", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
@@ -56,9 +58,10 @@ def write_csv(path: str, table: list[dict], space: Space) -> None:
 
 def format_table(table: list[dict], space: Space) -> str:
     """The rows as aligned text, parameters last (the widest)."""
-    header = ["trial", "state", space.objective, "steps", *space.distributions]
+    header = ["trial", "state", space.objective, "steps", "seconds", *space.distributions]
     lines = [[str(r["number"]), r["state"], _number(r["value"]), str(r["steps"] or ""),
-              *(r[name] for name in space.distributions)] for r in table]
+              "" if r["seconds"] is None else f"{r['seconds']:.0f}",
+              *(_short(r[name]) for name in space.distributions)] for r in table]
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                      for line in [header, *lines])
@@ -125,6 +128,21 @@ def _domain(distribution):
     if isinstance(distribution, optuna.distributions.IntDistribution):
         return hparams_api.IntInterval(distribution.low, distribution.high)
     return hparams_api.RealInterval(float(distribution.low), float(distribution.high))
+
+
+def _seconds(trial) -> float | None:
+    launched = trial.user_attrs.get("launched_at")
+    if launched is None or trial.datetime_complete is None:
+        return None
+    return round(trial.datetime_complete.timestamp() - launched, 1)
+
+
+def _short(text: str) -> str:
+    """A float's gin text to 4 significant digits ('0.001092'), other text as it is."""
+    try:
+        return f"{float(text):.4g}" if "." in text or "e" in text else text
+    except ValueError:
+        return text
 
 
 def _number(value) -> str:

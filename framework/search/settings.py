@@ -37,3 +37,8 @@ class Search:
         self.trials, self.sampler, self.pruner = trials, sampler, pruner
         self.min_steps, self.reduction_factor, self.seed = min_steps, reduction_factor, seed
         self.first_trials = first_trials
+
+
+def declared() -> bool:
+    """Whether the parsed gin config binds any Search.* setting."""
+    return any(line.startswith("Search.") for line in gin.config_str().splitlines())

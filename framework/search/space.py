@@ -71,7 +71,7 @@ class Space:
 
     def values(self, params: dict) -> dict:
         """Optuna's params of a trial -> the Python values the trial trains with."""
-        return {name: ast.literal_eval(value) if name in self.encoded else value
+        return {name: _value(self.distributions[name], value, name in self.encoded)
                 for name, value in params.items() if name in self.distributions}
 
     def grid(self) -> dict[str, list]:
@@ -194,6 +194,14 @@ def distribution(name: str, spec, known: set[str]) -> optuna.distributions.BaseD
     if kind == "int":
         return optuna.distributions.IntDistribution(low, high, log=log, step=step or 1)
     return optuna.distributions.FloatDistribution(low, high, log=log, step=step)
+
+
+def _value(distribution, param, encoded: bool):
+    if encoded:
+        return ast.literal_eval(param)
+    if isinstance(distribution, optuna.distributions.FloatDistribution) and distribution.step:
+        return round(param, 12)  # 0.3, not Optuna's 0.30000000000000004
+    return param
 
 
 def _first_trials(first_trials, distributions: dict, encoded: frozenset) -> tuple[dict, ...]:

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import re
 import socket
 import time
 import warnings
@@ -35,13 +36,15 @@ _MAX_ATTEMPTS = 3  # an interrupted trial is run at most this often in all
 def open_study(storage, name: str, direction: str, config_text: str) -> optuna.Study:
     """The study `name` in `storage`, created if new. `config_text` (the search's gin
     config) is kept with a new study; a study made from another config is refused, as its
-    trials would not compare with new ones."""
+    trials would not compare with new ones. Search.trials may change: a study can be
+    extended."""
     study = optuna.create_study(storage=storage, study_name=name, direction=direction,
                                 load_if_exists=True)
     if study.direction.name.lower() != direction:
         raise UserError(f"Study '{name}' was created to {study.direction.name.lower()} its "
                         f"objective, and this config says {direction}. Use a new --study_dir "
                         "(or --study_name).")
+    config_text = re.sub(r"(?m)^Search\.trials = .*\n?", "", config_text)
     fingerprint = hashlib.sha256(config_text.encode()).hexdigest()
     saved = study.user_attrs.get("config_sha256")
     if saved is None:

@@ -34,6 +34,7 @@ STUDY_NAME = flags.DEFINE_string("study_name", "search", "The study's name in it
 TRIALS = flags.DEFINE_integer("trials", None, "The study's number of trials.")
 SLOT = flags.DEFINE_integer("slot", 0, "Which of the workers this is (0-based).")
 WORKERS = flags.DEFINE_integer("workers", 1, "Workers running at once on this machine.")
+LAUNCHED_AT = flags.DEFINE_float("launched_at", None, "When the worker started this process.")
 VERBOSE = flags.DEFINE_bool("verbose", False, "Tracebacks for errors.")
 
 
@@ -80,7 +81,7 @@ def _run_trial() -> int:
         sampler_seed(space.seed, len(study.get_trials(deepcopy=False)), SLOT.value))
     objective = TrialObjective(
         space, STUDY_DIR.value, GIN_FILES.value,
-        BINDINGS.value + (thread_bindings(cpus) if cpus else []))
+        BINDINGS.value + (thread_bindings(cpus) if cpus else []), LAUNCHED_AT.value)
     worker_stderr = os.fdopen(os.dup(2), "w")  # the trial's own output goes to its log
     try:
         study.optimize(objective, n_trials=1, catch=objective.caught, gc_after_trial=False)

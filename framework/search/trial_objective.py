@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import sys
+import time
 
 import optuna
 
@@ -39,12 +40,20 @@ class Interrupted(Exception):
 
 class PruningReporter(Hook):
     """Reports `objective` after each evaluation, and a diverged loss as NaN (which Optuna's
-    pruners prune); when `report(value, step)` answers True, stops the run after its host
-    loop, with a checkpoint."""
+    pruners prune); asks `should_prune()` after each report but the last, at the full
+    budget, and when it answers True stops the run after its host loop, with a checkpoint.
+    Keeps when training began and ended (`times`) for the trial's overhead."""
 
-    def __init__(self, objective: str, report):
-        self.objective, self.report = objective, report
+    def __init__(self, objective: str, report, should_prune):
+        self.objective, self.report, self.should_prune = objective, report, should_prune
         self.pruned_at: int | None = None
+        self.times: dict[str, float] = {}
+
+    def begin(self, context) -> None:
+        self.times["training_began"] = time.time()
+
+    def end(self, context, step: int) -> None:
+        self.times["training_ended"] = time.time()
 
     def after_train_loop(self, context, step: int, loop: dict) -> None:
         if loop["nonfinite_steps"] and self.pruned_at is None:
@@ -55,7 +64,10 @@ class PruningReporter(Hook):
         if self.objective not in results:
             raise UserError(f"Search.objective = '{self.objective}' is not among this "
                             f"experiment's eval metrics: {', '.join(sorted(results))}.")
-        if self.pruned_at is None and self.report(results[self.objective], step):
+        if self.pruned_at is not None:
+            return
+        self.report(results[self.objective], step)
+        if step < context.train_steps and self.should_prune():
             self._prune(context, step, f"{self.objective} {results[self.objective]:.4g} "
                                        f"at step {step} is not among the trials going on")
 
@@ -67,18 +79,23 @@ class PruningReporter(Hook):
 class TrialObjective:
     """Runs one trial of `space` in study_dir with the study's gin files and bindings
     (`bindings` may add the worker's thread pools). Returns the final evaluation's
-    objective, or raises optuna.TrialPruned, Surplus, Interrupted or the run's error."""
+    objective, or raises optuna.TrialPruned, Surplus, Interrupted or the run's error.
+    Besides 'process' and 'steps' (framework.search.study), it keeps on the trial when its
+    process was launched and when training began and ended (epoch seconds): where its time
+    went."""
 
     caught = (Surplus, Interrupted)  # failed without ending the worker
 
     def __init__(self, space: Space, study_dir: str, gin_files: list[str],
-                 bindings: list[str]):
-        self.space, self.study_dir = space, study_dir
+                 bindings: list[str], launched_at: float | None = None):
+        self.space, self.study_dir, self.launched_at = space, study_dir, launched_at
         self.gin_files, self.bindings = gin_files, bindings
         self.keep_alive = []  # the run outlives the trial: the process leaves right after
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("process", studies.this_process())
+        if self.launched_at is not None:  # when the worker started this process
+            trial.set_user_attr("launched_at", self.launched_at)
         model_dir = trial_dir(self.study_dir, trial.number)
         if studies.place(trial.study, trial.number) >= self.space.trials:
             trial.set_user_attr("surplus", True)
@@ -91,13 +108,13 @@ class TrialObjective:
         bindings = self.space.bindings(self.space.suggest(trial))
         CONSOLE.line(f"trial {trial.number}: " + ", ".join(bindings))
         experiment = from_config(self.gin_files, self.bindings + bindings)
-        reporter = PruningReporter(self.space.objective, lambda value, step: (
-            trial.report(value, step), trial.should_prune())[1])
+        reporter = PruningReporter(self.space.objective, trial.report, trial.should_prune)
         stop = StopRequest()
         stop_on_signals(stop)
         results = run_mode(experiment, model_dir, "train_and_eval", stop=stop,
                            keep_alive=self.keep_alive, extra_hooks=[reporter])
-        trial.set_user_attr("steps", results["step"])
+        for name, value in {**reporter.times, "steps": results["step"]}.items():
+            trial.set_user_attr(name, value)
         write_trial_outcome(model_dir, results["step"], pruned=reporter.pruned_at is not None)
         if results["exit_status"] >= 128:  # a signal: go on later from the checkpoint
             studies.retry(trial.study, next(t for t in trial.study.get_trials(deepcopy=False)

@@ -98,9 +98,14 @@ def _keras_download(origin_folder: str, cache_subdir: str) -> pathlib.Path:
     return pathlib.Path(path).parent
 
 
-def idx_dataset(name, directory, class_names, package: str | None = None) -> Dataset:
+def idx_dataset(name, directory, class_names, package: str | None = None,
+                validation_size: int = 0) -> Dataset:
     """Images scaled to [0, 1] with a channel axis, integer labels; decodes image files
     (`decode`) as its examples are.
+
+    validation_size: when above 0, the last that many training images are the evaluation
+    split, and the test images are not used: what a search selects on, so that the test
+    accuracy of what it picks stays an honest estimate.
 
     Every file is checked as it is read (see read_idx): 28x28 images, one label per image,
     each naming one of `class_names`. A damaged file is a UserError that says how to get an
@@ -123,7 +128,16 @@ def idx_dataset(name, directory, class_names, package: str | None = None) -> Dat
             raise UserError(f"{images_path} holds {len(images)} images but {labels_path} "
                             f"{len(labels)} labels: one of them is damaged. {fix}")
         images = (images.astype(np.float32) / 255.0)[..., np.newaxis]
-        splits[split] = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))
+        splits[split] = (images, labels.astype(np.int64))
+    if not isinstance(validation_size, int) or not 0 <= validation_size < len(splits["train"][0]):
+        raise UserError(f"{name}.validation_size must be an integer from 0 to "
+                        f"{len(splits['train'][0]) - 1}, got {validation_size!r}.")
+    if validation_size:
+        images, labels = splits["train"]
+        splits = {"train": (images[:-validation_size], labels[:-validation_size]),
+                  "eval": (images[-validation_size:], labels[-validation_size:])}
+    splits = {split: tf.data.Dataset.from_tensor_slices(arrays)
+              for split, arrays in splits.items()}
     info = DatasetInfo(
         name=name, input_shape=(28, 28, 1), task="classification",
         num_outputs=len(class_names), class_names=tuple(class_names),
@@ -160,8 +174,11 @@ def repair_hint(name: str, directory: pathlib.Path, package: str | None = None) 
 
 
 @register.dataset
-def fashion_mnist(data_dir=None):
+def fashion_mnist(data_dir=None, validation_size=0):
     """Fashion-MNIST: 60k/10k 28x28 grey images of 10 kinds of clothing.
+
+    validation_size: evaluate on the last that many training images instead of the test
+    set (a search's selection split).
 
     Looks in data_dir, $FASHION_MNIST_DIR, /usr/share/datasets/fashion-mnist (Debian's
     dataset-fashion-mnist), ~/.keras/datasets/fashion-mnist, then downloads with Keras.
@@ -174,12 +191,14 @@ def fashion_mnist(data_dir=None):
         install_hint="`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or ",
     )
     return idx_dataset("fashion_mnist", directory, FASHION_MNIST_CLASSES,
-                       package="dataset-fashion-mnist")
+                       package="dataset-fashion-mnist", validation_size=validation_size)
 
 
 @register.dataset
-def mnist(data_dir=None):
+def mnist(data_dir=None, validation_size=0):
     """MNIST handwritten digits: 60k/10k 28x28 grey images of the digits 0-9.
+
+    validation_size: as fashion_mnist's.
 
     Looks in data_dir, $MNIST_DIR, /usr/share/datasets/mnist, ~/.keras/datasets/mnist, then
     downloads the IDX files with Keras.
@@ -189,4 +208,5 @@ def mnist(data_dir=None):
         ["/usr/share/datasets/mnist", "~/.keras/datasets/mnist"],
         lambda: _keras_download("https://storage.googleapis.com/cvdf-datasets/mnist/", "mnist"),
     )
-    return idx_dataset("mnist", directory, [str(digit) for digit in range(10)])
+    return idx_dataset("mnist", directory, [str(digit) for digit in range(10)],
+                       validation_size=validation_size)

@@ -7,18 +7,20 @@ from framework.registry import register
 
 @register.model
 def cnn(info, filters=64, kernel_size=3, dense_units=128, dropout=0.0, padding="valid",
-        batch_norm=False):
+        batch_norm=False, blocks=2):
     """[Conv(filters) -> MaxPool] per block -> Dense(dense_units) -> logits.
 
-    filters: one int (two blocks of that width: the classic lesson's network) or one int
-      per block, e.g. (32, 64, 64) for larger images.
+    filters: one int (`blocks` blocks of that width; two: the classic lesson's network) or
+      one int per block, e.g. (32, 64, 64) for larger images.
+    blocks: how many blocks an int `filters` makes (a search can vary the depth with it;
+      three is the most that 28x28 images take with 'valid' padding).
     dense_units: 0 leaves the Dense layer out (the logits read the conv features directly;
       as a multi-head trunk, each head then reads them with its own weights).
     padding: the convolutions' ('valid' or 'same').
     batch_norm: normalise each convolution's output before its ReLU (trains much faster on
       inputs that are not centred, such as dark text on a light background).
     """
-    widths = (filters, filters) if isinstance(filters, int) else tuple(filters)
+    widths = (filters,) * blocks if isinstance(filters, int) else tuple(filters)
     layers = [keras.Input(info.input_shape)]
     for width in widths:
         if batch_norm:
