@@ -102,17 +102,28 @@ def test_a_config_broken_by_fuzzing_fails_cleanly_through_the_command_line(tmp_p
 
 
 # What a random Search.parameters entry is made of: plausible and implausible pieces.
-_NAMES = ["models.mlp.hidden_units", "models.mlp.dropout", "optimizers.adam.learning_rate",
-          "Experiment.batch_size", "models.mlp.hiden_units", "Experiment", "", "x.y.z", 3]
+_USED = ["models.mlp.hidden_units", "models.mlp.dropout", "Experiment.batch_size",
+         "schedules.cosine_decay.initial_learning_rate"]
+_NAMES = _USED + ["models.mlp.hiden_units", "Experiment", "", "x.y.z", 3]
+_VALID = [{"choices": [(64,), (128,)]}, {"int": (16, 64), "step": 16}, {"int": (1, 3)},
+          {"float": (0.0, 0.5)}, {"float": (1e-4, 1e-2), "log": True}, {"choices": [1, 2.5]}]
 _VALUES = [0, 1, -1, 2, 0.5, 1e-3, 1e9, -0.0, True, None, "1", (), [], (1,), (1, 2), (2, 1),
            (0.1, 0.2), (0, 0), [1, 2, 3], {"a": 1}, float("nan"), float("inf")]
 _KEYS = ["choices", "int", "float", "log", "step", "range", 7]
 
 
 def random_spec(rng: random.Random):
-    if rng.random() < 0.1:
-        return rng.choice(_VALUES)
-    return {rng.choice(_KEYS): rng.choice(_VALUES) for _ in range(rng.randint(0, 3))}
+    """A valid entry two times in three, with one piece replaced at random one time in
+    three; else a dict of random pieces, or a bare value."""
+    roll = rng.random()
+    if roll < 0.66:
+        spec = dict(rng.choice(_VALID))
+        if roll < 0.22:
+            spec[rng.choice(_KEYS)] = rng.choice(_VALUES)
+        return spec
+    if roll < 0.9:
+        return {rng.choice(_KEYS): rng.choice(_VALUES) for _ in range(rng.randint(0, 3))}
+    return rng.choice(_VALUES)
 
 
 def test_every_random_search_space_gives_a_space_or_one_user_error(tmp_path):
@@ -123,7 +134,8 @@ def test_every_random_search_space_gives_a_space_or_one_user_error(tmp_path):
     for case in range(CASES):
         if time.monotonic() > deadline:
             break
-        parameters = {rng.choice(_NAMES): random_spec(rng) for _ in range(rng.randint(1, 3))}
+        parameters = {rng.choice(_USED if rng.random() < 0.8 else _NAMES): random_spec(rng)
+                      for _ in range(rng.randint(1, 2))}
         extra = rng.choice(["", "Search.sampler = 'grid'", "Search.first_trials = [{}]",
                             f"Search.first_trials = [{{'models.mlp.dropout': {rng.random()}}}]"])
         config = tmp_path / "search.gin"
