@@ -9,6 +9,7 @@ overwritten) is detected when restoring, and the next older one is used instead.
 
 import json
 import os
+import shutil
 
 import tensorflow as tf
 from absl import logging
@@ -38,9 +39,16 @@ class Checkpoints:
         self.directory, self.best_directory = run_dir.checkpoints, run_dir.best_checkpoints
         self._best_record = run_dir.best_record
         self._save_dir = save_dir or self.directory
+        self._scratch = save_dir  # a non-chief worker's own: removed by close()
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self._max_to_keep = max_to_keep
         self._managers: dict[str, tf.train.CheckpointManager] = {}  # made on first save
+
+    def close(self) -> None:
+        """Removes a non-chief worker's scratch folder (its saves are only its share of the
+        chief's); the chief's checkpoints stay."""
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     @property
     def latest(self) -> str | None:

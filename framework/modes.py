@@ -65,6 +65,7 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
             results = controller.run(mode, training_inputs(run, experiment, keep_alive))
         finally:
             summaries.close()
+            run.checkpoints.close()
         weights = small_model_weights(run.model)  # before an export restores the best
         # Training that ended (its steps done, or stopped by a hook such as early
         # stopping) is exported; one stopped by the NaN guard or a signal is not.
