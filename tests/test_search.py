@@ -263,6 +263,12 @@ def test_best_gin_retrains_the_best_trial(tiny_study, tmp_path):
     assert result.returncode == 0, result.stderr
     loss = float(re.search(r"final eval loss: ([\d.]+)", result.stdout).group(1))
     assert loss == pytest.approx(float(best["value"]), abs=1e-4)
+    # The trial itself is a run like any other: it exports.
+    trial_dir = study_dir / f"trial_{int(best['number']):04d}"
+    exported = run_cli(f"--gin_file={study_dir / 'best.gin'}", f"--model_dir={trial_dir}",
+                       "--mode=export", f"--export_dir={tmp_path / 'export'}")
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "export" / "saved_model.pb").exists()
 
 
 def test_hparams_show_the_space_and_every_trial_as_trials_csv_says(tiny_study):
