@@ -124,13 +124,12 @@ def load(gin_files: list[str], bindings: list[str], trials: int | None = None) -
     _check_choice(search.direction, ("maximize", "minimize"), "Search.direction")
     _check_choice(search.sampler, SAMPLERS, "Search.sampler")
     _check_choice(str(search.pruner).lower(), PRUNERS, "Search.pruner")
+    _check_count(search.trials if trials is None else trials,
+                 "Search.trials" if trials is None else "--trials", least=1)
+    _check_count(search.reduction_factor, "Search.reduction_factor", least=2)
+    if not _is_int(search.seed) and search.seed is not None:
+        raise UserError(f"Search.seed must be an integer or None, got {search.seed!r}.")
     trials = search.trials if trials is None else trials
-    for name, value in [("trials" if trials is search.trials else "--trials", trials),
-                        ("reduction_factor", search.reduction_factor)]:
-        if not _is_int(value) or value < 1 or (name == "reduction_factor" and value < 2):
-            raise UserError(f"{'' if name.startswith('-') else 'Search.'}{name} must be an "
-                            f"integer of at least {2 if name == 'reduction_factor' else 1}, "
-                            f"got {value!r}.")
     if not isinstance(search.objective, str) or not search.objective:
         raise UserError("Search.objective must name an eval metric, e.g. 'accuracy'.")
     pruner = str(search.pruner).lower()
@@ -278,6 +277,11 @@ def _searchable_parameters() -> set[str]:
     used = {name for name in hyperparameters(gin.config_str()) if "." in name}
     own = inspect.signature(Experiment.__init__).parameters
     return used | {f"Experiment.{name}" for name in own if name != "self"}
+
+
+def _check_count(value, name: str, least: int) -> None:
+    if not _is_int(value) or value < least:
+        raise UserError(f"{name} must be an integer of at least {least}, got {value!r}.")
 
 
 def _check_choice(value, allowed: tuple, name: str) -> None:
