@@ -1,6 +1,7 @@
 """What every command of the framework shares: TensorFlow's native banners kept off the
 console, quiet logs, signals that end a run cleanly, and the error layer — a UserError is
-one line `error: ...` on stderr and exit status 2, with no traceback unless --verbose.
+one line `error: ...` on stderr and exit status 2, with no traceback unless --verbose (a
+ClusterError, a lost worker, the same with status 1).
 
 A command imports this module before anything that imports TensorFlow, and calls
 `filter_native_logs()` first thing.
@@ -14,7 +15,7 @@ import sys
 
 from absl import flags, logging
 
-from framework.errors import UserError
+from framework.errors import ClusterError, UserError
 from framework.native_logs import NativeLogFilter
 
 _NATIVE_LOGS = NativeLogFilter()
@@ -68,6 +69,11 @@ def run_command(body, verbose: bool) -> None:
             raise
         print(f"error: {message_of(error)}", file=sys.stderr)
         status = 2
+    except ClusterError as error:
+        if verbose:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        status = 1
     logging.flush()
     sys.stdout.flush()
     sys.stderr.flush()

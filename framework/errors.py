@@ -14,6 +14,12 @@ class UserError(Exception):
     """
 
 
+class ClusterError(Exception):
+    """A multi-worker run lost a worker (it died, or its collectives timed out). Printed
+    like a UserError, without a traceback, with exit status 1: nothing to fix in the
+    input; relaunch every worker to resume from the chief's latest checkpoint."""
+
+
 # What TensorFlow wraps an op's own message in: "{{function_node ...}} " and " [Op:Name] ...".
 _TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$")
 

@@ -15,7 +15,7 @@ from framework.cadence import Cadence
 from framework.checkpoints import BestCheckpoint
 from framework.console import CONSOLE, EvalLines
 from framework.controller import MODES, Cadences, Controller
-from framework.errors import UserError
+from framework.errors import ClusterError, UserError, first_line
 from framework.eval_images import EvalImages
 from framework.evaluator import Evaluator
 from framework.export import check_exportable, export_after_training
@@ -62,7 +62,8 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
         summaries = Summaries(run.run_dir)
         try:
             controller = build_controller(run, experiment, mode, summaries, stop, extra_hooks)
-            results = controller.run(mode, training_inputs(run, experiment, keep_alive))
+            with _lost_workers_named(run):
+                results = controller.run(mode, training_inputs(run, experiment, keep_alive))
         finally:
             summaries.close()
             run.checkpoints.close()
@@ -72,6 +73,25 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
         if exports and results["exit_status"] == 0:
             export_after_training(run, experiment.best_checkpoint_metric)
     return {**results, "weights": weights}
+
+
+@contextlib.contextmanager
+def _lost_workers_named(run: Run):
+    """In a multi-worker run, a collective that fails because a worker died (or timed
+    out: strategies.multi_worker's timeout_seconds) becomes one ClusterError saying so."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError) as error:
+        if not isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        lines = [line.strip() for line in str(error).splitlines()]
+        cause = next((line for line in lines if "aborted by" in line or "eadline" in line),
+                     first_line(error))
+        raise ClusterError(
+            f"The cluster lost a worker ({cause}). This worker stops too. The "
+            f"chief's latest checkpoint is {run.checkpoints.latest or 'none yet'}; launch "
+            "every worker again to resume from it.") from error
 
 
 def run_header(run: Run, experiment, mode: str) -> str:

@@ -1,11 +1,14 @@
-"""`python -m framework.launch`: a local cluster of framework.main workers in one command."""
+"""`python -m framework.launch`: a local cluster of framework.main workers in one command,
+and what a cluster does when a worker dies."""
 
+import json
 import subprocess
 import sys
+import time
 
 import events
-from helpers import REPO, cli_environment
-from test_multi_worker import CONFIG
+from helpers import REPO, cli_environment, run_cli_process
+from test_multi_worker import CONFIG, free_ports
 
 
 def launch(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
@@ -38,3 +41,32 @@ def test_a_failing_worker_stops_the_launch_with_its_status(tmp_path):
     assert "error: Experiment.batch_size must be a positive integer, got -1." in result.stdout
     assert "Traceback" not in result.stdout
     assert not (tmp_path / "run").exists()
+
+
+def test_a_killed_worker_makes_the_survivor_leave_with_one_clear_message(tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    model_dir = tmp_path / "run"
+    long_run = [arg for arg in CONFIG if "train_steps" not in arg] + [
+        "--gin_bindings=Experiment.train_steps = 1000000",
+        "--gin_bindings=strategies.multi_worker.timeout_seconds = 30.0"]
+    processes = [run_cli_process(*long_run, f"--model_dir={model_dir}", env={
+        "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                 "task": {"type": "worker", "index": index}})})
+        for index in range(2)]
+    try:
+        events.poll(lambda: (model_dir / "train").exists(), 120, "the cluster did not train",
+                    None)
+        processes[1].kill()
+        killed_at = time.monotonic()
+        _, stderr = processes[0].communicate(timeout=120)
+        waited = time.monotonic() - killed_at
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+    assert processes[0].returncode == 1, stderr
+    assert "error: The cluster lost a worker (" in stderr
+    assert "launch every worker again to resume" in stderr
+    assert "Traceback" not in stderr
+    assert waited < 60, waited

@@ -36,13 +36,18 @@ def mirrored(devices=None, logical_cpus=None):
 
 
 @register.strategy
-def multi_worker(communication="auto"):
+def multi_worker(communication="auto", timeout_seconds=None):
     """Synchronous data parallelism over several machines, described by $TF_CONFIG.
 
     communication: 'auto', 'ring' or 'nccl' collective implementation.
+    timeout_seconds: a collective (one step's all-reduce) that takes longer fails the run
+      with a message that the cluster lost a worker. None: wait for ever, which is what a
+      machine that vanishes without closing its connections leaves the others doing; a
+      worker that dies on a live machine is noticed at once either way.
     """
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=getattr(tf.distribute.experimental.CommunicationImplementation,
-                               communication.upper())
+                               communication.upper()),
+        timeout_seconds=timeout_seconds,
     )
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
