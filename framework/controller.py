@@ -40,17 +40,22 @@ class Controller:
       checkpoints: `save(step) -> path` and `latest` (the newest path, or None).
       observers: `Observer`s (summaries, monitoring, the best checkpoint), told first.
       hooks: user `Hook`s, each given a `RunContext`.
+      any_worker_stops: in a multi-worker run, `(stops_here: bool) -> bool`, whether any
+        worker asks to stop (a collective every worker calls after each host loop), so
+        that all stop after the same step; None in a single process.
     """
 
     def __init__(self, *, trainer, evaluator, checkpoints, cadences: Cadences,
                  train_steps: int, steps_per_loop: int, examples_per_step: int, step: int,
                  model_dir: str, stop: StopRequest | None = None,
-                 observers: list[Observer] = (), hooks: list[Hook] = ()):
+                 observers: list[Observer] = (), hooks: list[Hook] = (),
+                 any_worker_stops=None):
         self.trainer, self.evaluator, self.checkpoints = trainer, evaluator, checkpoints
         self.cadences, self.train_steps = cadences, train_steps
         self.steps_per_loop, self.examples_per_step = steps_per_loop, examples_per_step
         self.observers, self.hooks = list(observers), list(hooks)
         self.stop = stop or StopRequest()
+        self.any_worker_stops = any_worker_stops
         self.context = RunContext(self.stop, train_steps, lambda: checkpoints.latest,
                                   model_dir, step)
         self._last_eval: tuple[int, dict] | None = None  # (step, scalars)
@@ -109,6 +114,7 @@ class Controller:
             step += num_steps
             self.context.step = step
             self._after_train_loop(step, output)
+            self._agree_on_stopping()
             if self.cadences.summaries.due(step) or step == self.train_steps:
                 summary = self._summarize(step, window)
                 window = (time.perf_counter(), step)
@@ -136,6 +142,14 @@ class Controller:
             hook.after_eval(self.context, self.step, output.scalars)
         self._last_eval = (self.step, output.scalars)
         return output.scalars
+
+    def _agree_on_stopping(self) -> None:
+        """A signal or hook on one worker stops every worker after this host loop."""
+        if self.any_worker_stops is None:
+            return
+        if self.any_worker_stops(self.stop.requested) and not self.stop.requested:
+            self.stop("another worker of the cluster stopped (a signal or a hook)",
+                      exit_status=128 + 15)
 
     def _after_train_loop(self, step: int, output: LoopOutput) -> None:
         for observer in self.observers:

@@ -2,6 +2,8 @@
 and what a cluster does when a worker dies."""
 
 import json
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -70,3 +72,34 @@ def test_a_killed_worker_makes_the_survivor_leave_with_one_clear_message(tmp_pat
     assert "launch every worker again to resume" in stderr
     assert "Traceback" not in stderr
     assert waited < 60, waited
+
+
+def test_sigterm_stops_the_whole_cluster_at_one_step_and_a_relaunch_resumes_there(tmp_path):
+    model_dir = tmp_path / "run"
+    config = [arg for arg in CONFIG if "strategies" not in arg and "train_steps" not in arg]
+    command = [sys.executable, "-m", "framework.launch", "--workers=2", "--", *config,
+               f"--model_dir={model_dir}"]
+    launcher = subprocess.Popen([*command, "--gin_bindings=Experiment.train_steps = 1000000"],
+                                cwd=REPO, env=cli_environment(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        events.poll(lambda: (model_dir / "train").exists(), 120, "the cluster did not train",
+                    None)
+        launcher.send_signal(signal.SIGTERM)
+        stdout, stderr = launcher.communicate(timeout=90)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    assert launcher.returncode == 128 + signal.SIGTERM, stdout + stderr
+    steps = {int(step) for step in re.findall(r"Stopped at step (\d+)", stdout + stderr)}
+    assert len(steps) == 1, stdout + stderr  # both workers, after the same step
+    step = steps.pop()
+    assert (model_dir / "checkpoints" / f"ckpt-{step}.index").exists()
+
+    again = subprocess.run([*command, f"--gin_bindings=Experiment.train_steps = {step + 6}"],
+                           cwd=REPO, env=cli_environment(), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"[worker 0] resumed from {model_dir / 'checkpoints' / f'ckpt-{step}'} (step {step})" \
+        in again.stdout
