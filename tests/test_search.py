@@ -232,8 +232,8 @@ def test_trials_are_ordinary_runs_and_hopeless_ones_are_pruned(tiny_study):
         learning_rate = float(trial["optimizers.sgd.learning_rate"])
         if learning_rate == 1000.0:
             assert (trial["state"], trial["steps"]) == ("PRUNED", "20"), trial
-        else:
-            assert trial["state"] == "COMPLETE" and trial["steps"] == "60", trial
+        elif trial["state"] == "COMPLETE":  # the two good trials run at once, so
+            assert trial["steps"] == "60", trial  # successive halving may stop one of them
             assert float(trial["value"]) < 0.5
         run = study_dir / f"trial_{int(trial['number']):04d}"
         config = (run / "operative_config.gin").read_text()
@@ -246,7 +246,8 @@ def test_trials_are_ordinary_runs_and_hopeless_ones_are_pruned(tiny_study):
     study = journal_study(study_dir)
     assert [t.state.name for t in study.trials].count("RUNNING") == 0
     assert len(study.trials) == 4
-    assert "4/4 trials done (2 pruned, 0 failed)" in result.stdout
+    assert "COMPLETE" in {t["state"] for t in trials}
+    assert re.search(r"4/4 trials done \([23] pruned, 0 failed\)", result.stdout)
 
 
 def test_best_gin_retrains_the_best_trial(tiny_study, tmp_path):
