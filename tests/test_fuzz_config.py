@@ -58,27 +58,37 @@ def load(config: str):
     return experiment.from_config([config], [])
 
 
-def test_every_mutated_config_gives_an_experiment_or_one_user_error(tmp_path):
+def fuzz(next_case) -> dict:
+    """Runs seeded cases (CASES at most, BUDGET_SECONDS in all): next_case(rng) -> (load,
+    description); load() must return or raise one UserError with a message, nothing else.
+    Returns how often each happened."""
     rng = random.Random(SEED)
-    outcomes = {"experiment": 0, "user error": 0}
+    outcomes = {"loaded": 0, "user error": 0}
     deadline = time.monotonic() + BUDGET_SECONDS
     for case in range(CASES):
         if time.monotonic() > deadline:
             break
-        top, victim = mutated_configs(tmp_path / "gin", rng)
+        load_case, description = next_case(rng)
         gin.clear_config()
         try:
-            load(top)
-            outcomes["experiment"] += 1
+            load_case()
+            outcomes["loaded"] += 1
         except UserError as error:
-            assert str(error).strip(), f"case {case} ({victim}): an empty message"
+            assert str(error).strip(), f"case {case} ({description}): an empty message"
             outcomes["user error"] += 1
         except Exception as error:  # pylint: disable=broad-except
-            pytest.fail(f"case {case}: {top} with {victim} mutated raised "
-                        f"{type(error).__name__}: {error}")
+            pytest.fail(f"case {case}: {description} raised {type(error).__name__}: {error}")
     gin.clear_config()
+    return outcomes
+
+
+def test_every_mutated_config_gives_an_experiment_or_one_user_error(tmp_path):
+    def mutated(rng):
+        top, victim = mutated_configs(tmp_path / "gin", rng)
+        return (lambda: load(top)), f"{top} with {victim} mutated"
+    outcomes = fuzz(mutated)
     # Both kinds of outcome happen: the mutations reach values as well as syntax.
-    assert outcomes["experiment"] > 0 and outcomes["user error"] > 0, outcomes
+    assert outcomes["loaded"] > 0 and outcomes["user error"] > 0, outcomes
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -127,28 +137,16 @@ def random_spec(rng: random.Random):
 
 
 def test_every_random_search_space_gives_a_space_or_one_user_error(tmp_path):
-    rng = random.Random(SEED)
     base = (REPO / "gin" / "search_mlp.gin").read_text().split("Search.parameters")[0]
-    outcomes = {"space": 0, "user error": 0}
-    deadline = time.monotonic() + BUDGET_SECONDS
-    for case in range(CASES):
-        if time.monotonic() > deadline:
-            break
+    config = tmp_path / "search.gin"
+
+    def random_space(rng):
         parameters = {rng.choice(_USED if rng.random() < 0.8 else _NAMES): random_spec(rng)
                       for _ in range(rng.randint(1, 2))}
         extra = rng.choice(["", "Search.sampler = 'grid'", "Search.first_trials = [{}]",
                             f"Search.first_trials = [{{'models.mlp.dropout': {rng.random()}}}]"])
-        config = tmp_path / "search.gin"
         config.write_text(f"{base}\nSearch.parameters = {parameters!r}\n{extra}\n")
-        gin.clear_config()
-        try:
-            search_space.load([str(config)], [])
-            outcomes["space"] += 1
-        except UserError as error:
-            assert str(error).strip(), f"case {case}: an empty message"
-            outcomes["user error"] += 1
-        except Exception as error:  # pylint: disable=broad-except
-            pytest.fail(f"case {case}: Search.parameters = {parameters!r} ({extra}) raised "
-                        f"{type(error).__name__}: {error}")
-    gin.clear_config()
-    assert outcomes["space"] > 0 and outcomes["user error"] > 0, outcomes
+        return (lambda: search_space.load([str(config)], [])), \
+            f"Search.parameters = {parameters!r} ({extra})"
+    outcomes = fuzz(random_space)
+    assert outcomes["loaded"] > 0 and outcomes["user error"] > 0, outcomes
