@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from framework import pipeline, precision, run_length, runtime
+from framework import auto_precision, distribute, pipeline, precision, run_length, runtime
 from framework.checkpoints import Checkpoints, initialize_model, require_best
 from framework.data import Dataset, DatasetInfo, combined_info
 from framework.errors import UserError
@@ -44,6 +44,7 @@ class Run:
     info: DatasetInfo
     schedule: np.ndarray | None  # which dataset feeds each step (several datasets)
     compute_policy: str  # what precision_policy became ('auto' resolved)
+    precision_reason: str  # why: set in the config, measured, cached, kept from the start
     model: keras.Model
     trained_model: keras.Model
     data: pipeline.RunData
@@ -86,10 +87,12 @@ def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
     schedule = pipeline.dataset_schedule(len(datasets), experiment.dataset_schedule,
                                          experiment.dataset_weights, experiment.train_steps,
                                          experiment.seed)
+    compute_policy, precision_reason = precision.resolve(
+        experiment.precision_policy, _saved_compute_policy(experiment.precision_policy, run_dir),
+        lambda: _choose_auto(strategy, plugins["model"], info, experiment.batch_size))
+    # The model starts from the same weights whether or not 'auto' was measured just now.
+    runtime.seed_everything(experiment.seed, experiment.deterministic)
     with strategy.scope():
-        compute_policy = precision.resolve(
-            experiment.precision_policy, strategy,
-            _saved_compute_policy(experiment.precision_policy, run_dir))
         with precision.dtype_policy(compute_policy):
             model = build_plugin("model", plugins["model"], keras.Model, info, info=info)
         trained_model, caches = feature_caches(
@@ -115,7 +118,8 @@ def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
     checkpoints = _checkpoints(run_dir, experiment.max_checkpoints_to_keep, is_chief, model,
                                optimizer, groups, global_step)
     restored_from = _restore(checkpoints, checkpoint, run_dir, model, experiment.init_checkpoint)
-    return Run(run_dir, strategy, datasets, info, schedule, compute_policy, model,
+    return Run(run_dir, strategy, datasets, info, schedule, compute_policy, precision_reason,
+               model,
                trained_model, pipeline.RunData(datasets, caches), optimizer, groups,
                global_step, loss_fn, objective, hooks, checkpoints, restored_from, is_chief)
 
@@ -128,6 +132,37 @@ def build_trainer(run: Run, experiment) -> Trainer:
                    skip_nonfinite_steps=any(hook.skips_nonfinite_steps for hook in run.hooks),
                    schedule=run.schedule, jit_compile=experiment.jit_compile,
                    optimizer=run.optimizer)
+
+
+def _choose_auto(strategy, model_plugin, info: DatasetInfo,
+                 global_batch_size: int) -> auto_precision.Choice:
+    """What 'auto' becomes in a new run: timed (or cached) on a replica's device. In a
+    cluster every worker must compute alike: a faster policy only when all chose it."""
+    device = _replica_devices(strategy)[0]
+    # Fresh layer names, so that the model's description (the cache key) and the run's
+    # own model do not depend on what else this process has built.
+    keras.backend.clear_session(free_memory=False)
+    with tf.device(device):
+        choice = auto_precision.choose(
+            lambda: build_plugin("model", model_plugin, keras.Model, info, info=info),
+            info.input_shape, global_batch_size // strategy.num_replicas_in_sync,
+            auto_precision.device_kind(device))
+    keras.backend.clear_session(free_memory=False)
+    if distribute.is_cluster(strategy):  # every worker takes part in the all-reduce
+        faster = choice.policy != "float32"
+        if distribute.cluster_sum(strategy)(int(faster)) < strategy.num_replicas_in_sync:
+            if faster:
+                return auto_precision.Choice(
+                    "float32", f"not every worker chose {choice.policy} (here: {choice.reason})")
+    return choice
+
+
+def _replica_devices(strategy) -> list[str]:
+    try:
+        return list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: its default device
+        return [tf.config.list_logical_devices("GPU")[0].name
+                if tf.config.list_logical_devices("GPU") else "/cpu:0"]
 
 
 def _saved_compute_policy(requested: str, run_dir: RunDir) -> str | None:

@@ -1,4 +1,5 @@
-"""Splitting the CPU into logical devices, so the multi-replica path runs without GPUs.
+"""Splitting the CPU into logical devices, so the multi-replica path runs without GPUs;
+what the workers of a cluster agree on.
 
 The strategy plugins themselves live in plugins/strategies; they call these helpers.
 """
@@ -29,3 +30,19 @@ def split_cpu(num_devices: int) -> list[str]:
                 "(in a fresh process), or use the split already in place."
             ) from error
     return [device.name for device in tf.config.list_logical_devices("CPU")]
+
+
+def is_cluster(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans processes (which must then agree, see cluster_sum)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def cluster_sum(strategy: tf.distribute.Strategy):
+    """int -> the sum over every replica of the cluster of what its worker passed (one
+    all-reduce; every worker must call it, the same number of times)."""
+    @tf.function
+    def total(value):
+        per_replica = strategy.run(lambda: tf.identity(value))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return lambda value: int(total(tf.constant(value, tf.int64)))

@@ -1,8 +1,7 @@
 """What this machine's CPU can do, read once from /proc/cpuinfo (Linux x86).
 
-Used to pick defaults that win on the hardware at hand rather than on the machine they were
-measured on: `Experiment.precision_policy = 'auto'` and the benchmark's picture of a plain
-TensorFlow process. Elsewhere (no /proc/cpuinfo: macOS, Windows, ARM without these flags)
+Used to describe the machine (framework.auto_precision's cache key) and, in the benchmark,
+what a plain TensorFlow process does here. Elsewhere (no /proc/cpuinfo: macOS, Windows, ARM without these flags)
 every answer is the conservative one.
 """
 
@@ -42,10 +41,3 @@ def onednn_enabled() -> bool:
     if setting is None:
         return tensorflow_enables_onednn()
     return setting.strip().lower() in ("1", "true")
-
-
-def cpu_has_bfloat16_matrix_units() -> bool:
-    """AMX-BF16 tiles (Intel Sapphire Rapids and later), which oneDNN uses for bfloat16
-    convolutions and matrix products: where mixed_bfloat16 was measured to win
-    (BUILD_NOTES.md, "Performance on the Intel Xeon with AMX")."""
-    return "amx_bf16" in cpu_flags() and onednn_enabled()

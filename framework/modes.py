@@ -9,7 +9,7 @@ import gin
 import tensorflow as tf
 from absl import logging
 
-from framework import assembly, cli, pipeline
+from framework import assembly, cli, distribute, pipeline
 from framework.assembly import Run
 from framework.cadence import Cadence
 from framework.checkpoints import BestCheckpoint
@@ -42,7 +42,7 @@ def run_mode(experiment, model_dir: str, mode: str, checkpoint: str = "latest",
     if mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got '{mode}'.")
     run = assembly.build(experiment, model_dir, checkpoint if mode == "eval" else "latest")
-    if stop is not None and _is_cluster(run.strategy):
+    if stop is not None and distribute.is_cluster(run.strategy):
         # MultiWorkerMirroredStrategy puts TensorFlow's own SIGTERM handler in place of the
         # one the caller installed (BUILD_NOTES.md, "Pitfalls"): ours again, so that a
         # SIGTERM stops the whole cluster after one agreed step, with a checkpoint.
@@ -88,7 +88,7 @@ def _lost_workers_named(run: Run):
         yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
             tf.errors.CancelledError) as error:
-        if not _is_cluster(run.strategy):
+        if not distribute.is_cluster(run.strategy):
             raise
         lines = [line.strip() for line in str(error).splitlines()]
         cause = next((line for line in lines if "aborted by" in line or "eadline" in line),
@@ -166,21 +166,14 @@ def build_controller(run: Run, experiment, mode: str, summaries: Summaries,
         train_steps=experiment.train_steps, steps_per_loop=experiment.steps_per_loop,
         examples_per_step=experiment.batch_size, step=run.step, model_dir=run.run_dir.path,
         stop=stop, observers=observers, hooks=[*run.hooks, *extra_hooks],
-        any_worker_stops=_any_worker(run.strategy) if _is_cluster(run.strategy) else None)
-
-
-def _is_cluster(strategy) -> bool:
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        any_worker_stops=(_any_worker(run.strategy) if distribute.is_cluster(run.strategy)
+                          else None))
 
 
 def _any_worker(strategy):
-    """flag -> whether any worker of the cluster passed True (one all-reduce)."""
-    @tf.function
-    def total(flag):
-        per_replica = strategy.run(lambda: tf.identity(flag))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-    return lambda stops_here: bool(total(tf.constant(int(stops_here))) > 0)
+    """flag -> whether any worker of the cluster passed True."""
+    total = distribute.cluster_sum(strategy)
+    return lambda stops_here: total(int(stops_here)) > 0
 
 
 def _evaluator(run: Run, batch_size: int, monitoring: Monitoring) -> Evaluator | None:

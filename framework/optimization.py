@@ -55,3 +55,15 @@ def _scaled_copy(optimizer, factor):
         config["learning_rate"] = float(tf.convert_to_tensor(rate)) * factor
     config["name"] = f"{config['name']}_x{factor:g}"
     return optimizer.__class__.from_config(config)
+
+
+def take_over_aggregation(optimizer: keras.optimizers.Optimizer) -> None:
+    """Makes `optimizer.apply_gradients` apply the gradients it is given as they are, for a
+    loop that sums them over replicas itself (framework.trainer: one all-reduce, then the
+    global norm and clipping on the sum). From Keras 3.3 an optimizer sums them again under
+    a tf.distribute strategy: a second all-reduce per step, of values already equal on every
+    replica. Keras has no public switch for this (keras-team/keras#19308), so the instance's
+    summing step becomes the identity; Keras versions without one never summed.
+    """
+    if hasattr(optimizer, "_all_reduce_sum_gradients"):
+        optimizer._all_reduce_sum_gradients = list  # pylint: disable=protected-access

@@ -1,8 +1,9 @@
 """The arithmetic a model computes in: the precision policies and what 'auto' becomes.
 
 A run builds its model under one Keras dtype policy and keeps it: 'auto' is resolved once,
-when the run starts, and the result is kept in model_dir (framework.run_dir), so a run
-resumed on another machine does not change its arithmetic halfway.
+when the run starts (framework.auto_precision times the model in each policy), and the
+result is kept in model_dir (framework.run_dir), so a run resumed on another machine does
+not change its arithmetic halfway.
 """
 
 import contextlib
@@ -11,7 +12,6 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from framework import hardware
 from framework.errors import UserError
 
 COMPUTE_POLICIES = ("float32", "mixed_bfloat16")  # Keras dtype policies a model is built in
@@ -39,35 +39,22 @@ def check_compute_policy(name: str, source: str) -> str:
     return name
 
 
-def resolve(requested: str, strategy: tf.distribute.Strategy, saved: str | None) -> str:
-    """The compute policy to build the model in.
+def resolve(requested: str, saved: str | None, choose_auto) -> tuple[str, str]:
+    """(the compute policy to build the model in, why).
 
     requested: Experiment.precision_policy. saved: what 'auto' became when this run started
-    (None for a new run). 'auto' is mixed_bfloat16 on CPUs with AMX-BF16 units and oneDNN
-    on, float32 elsewhere (BUILD_NOTES.md has the measurements behind the rule).
+    (None for a new run). choose_auto: () -> framework.auto_precision.Choice, called only
+    for 'auto' in a new run (it may time the model in each policy).
     """
     if requested != "auto":
-        return requested
+        return requested, "set in the config"
     if saved is not None:
-        logging.info("Experiment.precision_policy 'auto' is %s, as when this run started.",
-                     saved)
-        return saved
-    on_cpu = _trains_on_cpu(strategy)
-    policy = ("mixed_bfloat16" if on_cpu and hardware.cpu_has_bfloat16_matrix_units()
-              else "float32")
-    logging.info("Experiment.precision_policy 'auto' is %s here (%s).", policy,
-                 "the CPU has AMX-BF16 units and oneDNN is on" if policy != "float32"
-                 else "no AMX-BF16 units, or oneDNN off" if on_cpu
-                 else "not a CPU: bfloat16 is not measured there")
-    return policy
-
-
-def _trains_on_cpu(strategy: tf.distribute.Strategy) -> bool:
-    try:
-        devices = strategy.extended.worker_devices
-    except RuntimeError:  # the default strategy: a GPU if there is one
-        return not tf.config.list_logical_devices("GPU")
-    return all("CPU" in device.upper() for device in devices)
+        reason = "as when this run started"
+    else:
+        choice = choose_auto()
+        saved, reason = choice.policy, choice.reason
+    logging.info("Experiment.precision_policy 'auto' is %s here (%s).", saved, reason)
+    return saved, reason
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from framework.objective import Objective, TrackedMetric, metric_values
 from framework.observers import LoopOutput
+from framework.optimization import take_over_aggregation
 from framework.precision import float32_outputs
 
 
@@ -24,11 +25,15 @@ class Trainer:
         iterators[schedule[s]], and only the heads that batch labels get gradients: the
         other heads' variables are not touched (no optimizer step on a zero gradient,
         which would still move them by momentum or weight decay).
+      * Replicas' gradients are summed in one all-reduce per step, then measured (the
+        global norm), clipped and applied as they are: Keras does not reduce them again.
       * A step whose loss or gradients are not finite on any replica is counted (the
         LoopOutput's nonfinite_steps and first_nonfinite_step, read back once per call);
-        with `skip_nonfinite_steps` its update is not applied, else it is.
+        with `skip_nonfinite_steps` its update is not applied and its metrics not counted,
+        else they are.
       * `optimizer_groups` ([(optimizer, indices into model.trainable_variables)], see
-        framework.optimization) apply the gradients, each to its own variables.
+        framework.optimization) apply the gradients, each to its own variables. They are
+        the Trainer's from then on: they no longer sum gradients over replicas.
       * The training loss is the objective's per-example loss averaged over the *global*
         batch (`tf.nn.compute_average_loss`) plus the model's regularization losses scaled
         by the number of replicas (`tf.nn.scale_regularization_loss`).
@@ -63,6 +68,8 @@ class Trainer:
         self.global_step, self.clip_gradient_norm = global_step, clip_gradient_norm
         self.skip_nonfinite_steps = skip_nonfinite_steps
         self.optimizer = optimizer or optimizer_groups[0][0]
+        for member, _ in optimizer_groups:
+            take_over_aggregation(member)
         self.schedule = None if schedule is None else tf.constant(schedule, tf.int32)
         with strategy.scope():
             self.train_metrics = objective.new_metrics()
@@ -110,27 +117,61 @@ class Trainer:
         if self.skip_nonfinite_steps:
             # The update is decided in cross-replica context: a cond in replica context
             # cannot hold apply_gradients (it calls merge_call).
-            nonfinite, gradients, outputs = self.strategy.run(
-                self._compute_gradients, args=(features, labels))
-            all_finite = self._all_replicas(nonfinite)
+            nonfinite, gradients = self.strategy.run(self._reduced_gradients,
+                                                     args=(features, labels))
+            all_finite = self._first_replica(nonfinite) == 0.0
             if all_finite:
-                self.strategy.run(self._apply, args=(gradients, labels, outputs))
+                self.strategy.run(self._apply, args=(gradients,))
             return all_finite
-        return self._all_replicas(self.strategy.run(self._train_step, args=(features, labels)))
+        return self._first_replica(
+            self.strategy.run(self._train_step, args=(features, labels))) == 0.0
 
-    def _all_replicas(self, nonfinite):
-        """True when no replica saw a non-finite value (`nonfinite` is 0.0 or 1.0 each)."""
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, nonfinite, axis=None) == 0.0
+    def _first_replica(self, value):
+        """The first replica's `value`: every replica computed the same one from all-reduced
+        values, so reading one costs no communication."""
+        return self.strategy.experimental_local_results(value)[0]
 
     def _train_step(self, features, labels):
-        nonfinite, gradients, outputs = self._compute_gradients(features, labels)
-        self._apply(gradients, labels, outputs)
+        nonfinite, gradients = self._reduced_gradients(features, labels)
+        self._apply(gradients)
         return nonfinite
 
+    def _reduced_gradients(self, features, labels):
+        """This replica's part of a step: its gradients, summed over replicas in one
+        all-reduce (the loss rides along, so that its finiteness is known everywhere), then
+        the global norm, clipping and the metrics. Returns (1.0 if any replica's loss or
+        gradient was NaN or Inf else 0.0, {index into trainable_variables: gradient to
+        apply}). A gradient so large that its squared norm overflows float32 counts as not
+        finite, which it is for every practical purpose."""
+        loss, gradients, (outputs, per_example_loss, head_losses) = self._compute_gradients(
+            features, labels)
+        context = tf.distribute.get_replica_context()
+        if context.num_replicas_in_sync > 1:
+            loss, *summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                               [loss, *gradients.values()])
+            gradients = dict(zip(gradients, summed))
+        norm = tf.linalg.global_norm(list(gradients.values()))
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        counted = (norm, labels, outputs, per_example_loss, head_losses)
+        if not self.skip_nonfinite_steps:
+            self._count(*counted)
+        elif finite:  # a skipped step is not counted
+            self._count(*counted)
+        if self.clip_gradient_norm:
+            clipped, _ = tf.clip_by_global_norm(list(gradients.values()),
+                                                self.clip_gradient_norm, use_norm=norm)
+            gradients = dict(zip(gradients, clipped))
+        return 1.0 - tf.cast(finite, tf.float32), gradients
+
+    def _count(self, norm, labels, outputs, per_example_loss, head_losses):
+        self.gradient_norm.update_state(norm)
+        self.objective.update(self.train_metrics, labels, outputs, per_example_loss,
+                              head_losses)
+
     def _gradients(self, features, labels):
-        """Gradients on this replica's share of the global batch ({index into
-        trainable_variables: gradient}, for the variables the loss reaches), whether the
-        loss or any gradient is not finite (1.0) or is (0.0), and what the metrics need."""
+        """This replica's loss (its share of the global batch's mean, plus regularization),
+        its gradients ({index into trainable_variables: gradient}, for the variables the
+        loss reaches) and what the metrics need."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = float32_outputs(self.model(features, training=True))
@@ -141,43 +182,16 @@ class Trainer:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
         # Heads this batch does not label get no gradient (None), hence no update.
         gradients = {i: g for i, g in enumerate(tape.gradient(loss, variables)) if g is not None}
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x))
-                                for x in [loss, *gradients.values()]])
-        nonfinite = 1.0 - tf.cast(finite, tf.float32)
-        # The losses travel with the outputs, for the metrics.
-        return nonfinite, gradients, (outputs, per_example_loss, head_losses)
+        return loss, gradients, (outputs, per_example_loss, head_losses)
 
-    def _apply(self, gradients, labels, outputs):
-        outputs, per_example_loss, head_losses = outputs
-        gradients, norm = self._summed_norm_and_clipped(gradients)
-        self.gradient_norm.update_state(norm)
+    def _apply(self, gradients):
+        """Applies gradients already summed over replicas (see optimization.take_over_aggregation:
+        the optimizers do not sum them again)."""
         variables = self.model.trainable_variables
         for optimizer, indices in self.optimizer_groups:
             pairs = [(gradients[i], variables[i]) for i in indices if i in gradients]
             if pairs:
                 optimizer.apply_gradients(pairs)
-        self.objective.update(self.train_metrics, labels, outputs, per_example_loss,
-                              head_losses)
-
-    def _summed_norm_and_clipped(self, gradients: dict) -> tuple[dict, tf.Tensor]:
-        """(the gradients to apply, the global norm of the replica-summed gradient).
-
-        With clip_gradient_norm, the summed gradient is clipped by its global norm:
-        clipping each replica's partial gradient would clip the wrong vector. Keras sums
-        gradients over replicas again inside apply_gradients; every replica then holds the
-        whole sum, so each hands on 1/N of it. One replica needs no sum.
-        """
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync
-        if replicas == 1:
-            summed = list(gradients.values())
-        else:  # one all-reduce more per step: the mirrored path is for correctness here
-            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, list(gradients.values()))
-        norm = tf.linalg.global_norm(summed)
-        if not self.clip_gradient_norm:
-            return gradients, norm
-        clipped, _ = tf.clip_by_global_norm(summed, self.clip_gradient_norm, use_norm=norm)
-        return {i: g / replicas for i, g in zip(gradients, clipped)}, norm
 
     def results(self, reset: bool = True) -> dict[str, float]:
         """Training metrics since the last reset, by tag (the mean loss and the rest)."""

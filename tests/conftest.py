@@ -30,3 +30,12 @@ def image_folder_checks_in_a_temp_folder(tmp_path_factory, monkeypatch):
     from plugins.datasets import image_folder  # pylint: disable=import-outside-toplevel
     monkeypatch.setattr(image_folder, "CHECKED_DIR",
                         str(tmp_path_factory.mktemp("image_folder_checked")))
+
+
+@pytest.fixture(autouse=True)
+def precision_decisions_in_a_temp_folder(tmp_path_factory, monkeypatch):
+    """'auto' precision caches its measured decisions in the user's cache folder; tests
+    share one temporary folder per test process instead (framework.auto_precision)."""
+    from framework import auto_precision  # pylint: disable=import-outside-toplevel
+    folder = tmp_path_factory.getbasetemp() / "precision_decisions"
+    monkeypatch.setattr(auto_precision, "CACHE_DIR", str(folder))

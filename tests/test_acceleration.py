@@ -1,5 +1,8 @@
 """Optional speed settings: XLA on the step function and a mixed-precision policy."""
 
+import logging
+import pathlib
+
 import gin
 import keras
 import numpy as np
@@ -8,7 +11,7 @@ import tensorflow as tf
 
 import events
 from configs import TINY_CNN
-from framework import assembly, hardware
+from framework import assembly, auto_precision, hardware
 from framework.errors import UserError
 from framework.experiment import Experiment
 from framework.precision import float32_outputs
@@ -50,36 +53,102 @@ def test_mixed_float16_is_refused_with_the_alternative(tmp_path):
         trained(tmp_path, "fp16", "Experiment.precision_policy = 'mixed_float16'")
 
 
-@pytest.mark.parametrize("flags, onednn, computes_in", [
-    ({"avx512f", "amx_tile", "amx_bf16"}, "1", "bfloat16"),  # AMX: bfloat16 wins
-    ({"avx512f", "amx_tile", "amx_bf16"}, "0", "float32"),   # no oneDNN, no AMX kernels
-    ({"avx2", "fma"}, "1", "float32"),                       # bfloat16 ~8x slower there
+def fake_step_ms(bfloat16_ms: float, timed: list | None = None):
+    """A stand-in for auto_precision.step_ms: float32 steps take 10 ms, bfloat16 ones
+    `bfloat16_ms`; records the policy of each model timed in `timed`."""
+    def step_ms(model, input_shape, batch_size):
+        policy = model.dtype_policy.name
+        if timed is not None:
+            timed.append(policy)
+        return 10.0 if policy == "float32" else bfloat16_ms
+    return step_ms
+
+
+@pytest.mark.parametrize("bfloat16_ms, chosen", [
+    (5.0, "mixed_bfloat16"),   # 2x: a clear win
+    (8.0, "mixed_bfloat16"),   # 1.25x
+    (9.0, "float32"),          # 1.11x: not worth rounding the activations
+    (80.0, "float32"),         # a CPU without bfloat16 units
 ])
-def test_auto_precision_picks_bfloat16_only_on_cpus_with_amx(tmp_path, monkeypatch, flags,
-                                                               onednn, computes_in):
-    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])  # no GPU
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
+def test_auto_takes_the_policy_the_measurement_favours(tmp_path, monkeypatch, bfloat16_ms,
+                                                       chosen):
+    timed = []
+    monkeypatch.setattr(auto_precision, "step_ms", fake_step_ms(bfloat16_ms, timed))
+    monkeypatch.setattr(auto_precision, "CACHE_DIR", str(tmp_path / "decisions"))
     experiment, _ = trained(tmp_path, "auto", "Experiment.precision_policy = 'auto'")
+    assert timed == ["float32", "mixed_bfloat16"]  # the run's own model, in each policy
+    computes_in = "bfloat16" if chosen == "mixed_bfloat16" else "float32"
     assert experiment.model.layers[0].compute_dtype == computes_in
     assert experiment.model.layers[0].kernel.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"
+    assert (tmp_path / "auto" / "compute_policy.txt").read_text() == chosen
     # TensorBoard's hparams say what 'auto' was, so runs from different machines compare.
-    policy = "mixed_bfloat16" if computes_in == "bfloat16" else "float32"
-    assert events.hparams(tmp_path / "auto")["Precision"] == policy
+    assert events.hparams(tmp_path / "auto")["Precision"] == chosen
+
+
+def test_the_decision_is_cached_per_machine_and_model(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    timed = []
+    monkeypatch.setattr(auto_precision, "CACHE_DIR", str(tmp_path / "decisions"))
+    monkeypatch.setattr(auto_precision, "step_ms", fake_step_ms(5.0, timed))
+    first, _ = trained(tmp_path, "first", "Experiment.precision_policy = 'auto'")
+    # Another run of the same model on this machine: no measurement, the same choice,
+    # and the same layer names and trained weights as the run that measured.
+    monkeypatch.setattr(auto_precision, "step_ms", fake_step_ms(50.0, timed))
+    second, _ = trained(tmp_path, "second", "Experiment.precision_policy = 'auto'")
+    assert timed == ["float32", "mixed_bfloat16"]
+    assert second.compute_policy == "mixed_bfloat16"
+    assert "'auto' is mixed_bfloat16 here (cached: measured float32 10.0 ms" in caplog.text
+    assert [w.path for w in first.model.weights] == [w.path for w in second.model.weights]
+    for a, b in zip(first.model.weights, second.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)  # same seeded start
+    # A different model is measured afresh, and so is a different machine.
+    third, _ = trained(tmp_path, "third", "Experiment.precision_policy = 'auto'\n"
+                                          "models.cnn.filters = 6")
+    assert timed[2:] == ["float32", "mixed_bfloat16"] and third.compute_policy == "float32"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    trained(tmp_path, "fourth", "Experiment.precision_policy = 'auto'")
+    assert len(timed) == 6
+    # A damaged cache entry is measured again, not trusted.
+    for entry in pathlib.Path(auto_precision.CACHE_DIR).glob("*.json"):
+        entry.write_text("{not json")
+    trained(tmp_path, "fifth", "Experiment.precision_policy = 'auto'")
+    assert len(timed) == 8
+
+
+def test_a_named_policy_is_not_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(auto_precision, "step_ms", lambda *args: pytest.fail("measured"))
+    run, _ = trained(tmp_path, "named", "Experiment.precision_policy = 'mixed_bfloat16'")
+    assert run.compute_policy == "mixed_bfloat16"
+    assert run.precision_reason == "set in the config"
+
+
+def test_the_real_measurement_times_each_policy():
+    # The real timer on a tiny model: a positive time for each policy, and a decision
+    # that names them.
+    def build():
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                                 keras.layers.Flatten(), keras.layers.Dense(3)])
+    timings = auto_precision.measure(build, (8, 8, 1), 16)
+    assert set(timings) == {"float32", "mixed_bfloat16"}
+    assert all(0 < ms < 10_000 for ms in timings.values())
+    choice = auto_precision.decide(timings)
+    assert choice.policy in timings and "float32" in choice.reason
 
 
 def test_a_resumed_run_keeps_what_auto_chose_when_it_started(tmp_path, monkeypatch):
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(auto_precision, "step_ms", fake_step_ms(80.0))
+    monkeypatch.setattr(auto_precision, "CACHE_DIR", str(tmp_path / "this_machine"))
     started, _ = trained(tmp_path, "run", "Experiment.precision_policy = 'auto'")
     assert started.model.layers[0].compute_dtype == "float32"
     assert (tmp_path / "run" / "compute_policy.txt").read_text() == "float32"
-    # Resumed on a machine with AMX: still float32, the run's arithmetic does not change.
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_tile", "amx_bf16"}))
+    # Resumed where bfloat16 would win: still float32, the run's arithmetic does not change.
+    monkeypatch.setattr(auto_precision, "step_ms", fake_step_ms(1.0))
+    monkeypatch.setattr(auto_precision, "CACHE_DIR", str(tmp_path / "another_machine"))
     resumed, results = trained(tmp_path, "run", "Experiment.precision_policy = 'auto'\n"
                                                 "Experiment.train_steps = 9")
     assert resumed.model.layers[0].compute_dtype == "float32" and results["step"] == 9
+    assert resumed.precision_reason == "as when this run started"
 
 
 def test_outputs_are_shown_in_float32_so_probabilities_below_one_stay_below_one():

@@ -28,13 +28,3 @@ def test_tensorflow_turns_onednn_on_by_itself_for_neural_network_features(monkey
     for setting, enabled in [("0", False), ("false", False), ("1", True), ("True", True)]:
         monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", setting)
         assert hardware.onednn_enabled() is enabled
-
-
-def test_bfloat16_matrix_units_need_amx_and_onednn(monkeypatch):
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
-    assert not hardware.cpu_has_bfloat16_matrix_units()  # bf16 dot products, no tiles
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_tile", "amx_bf16"}))
-    assert hardware.cpu_has_bfloat16_matrix_units()
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    assert not hardware.cpu_has_bfloat16_matrix_units()

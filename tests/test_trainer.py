@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from framework import assembly
+from framework.distribute import split_cpu
 from framework.registry import register
 from configs import MIRRORED, SMALL_CNN
 from helpers import build_run, evaluate, training_iterator
@@ -66,6 +67,54 @@ def test_gradient_clipping_bounds_the_update(tmp_path, strategy):
     after = [v.numpy() for v in run.model.trainable_variables]
     update_norm = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before)))
     assert update_norm == pytest.approx(0.01, rel=1e-3)
+
+
+class CountingReduction(tf.distribute.ReductionToOneDevice):
+    """Cross-device reduction that records the number of values of each reduction traced."""
+
+    def __init__(self):
+        super().__init__()
+        self.reductions = []
+
+    def reduce(self, reduce_op, per_replica_value, destinations, options=None):
+        self.reductions.append(1)
+        return super().reduce(reduce_op, per_replica_value, destinations, options)
+
+    def batch_reduce(self, reduce_op, value_destination_pairs, options=None):
+        self.reductions.append(len(value_destination_pairs))
+        return super().batch_reduce(reduce_op, value_destination_pairs, options)
+
+
+@register.strategy
+def counting_mirrored():
+    """Mirrored over 2 logical CPUs, its reductions recorded (see CountingReduction)."""
+    return tf.distribute.MirroredStrategy(devices=split_cpu(2),
+                                          cross_device_ops=CountingReduction())
+
+
+@pytest.mark.parametrize("extra", ["", "Experiment.clip_gradient_norm = 0.5",
+                                   "hooks.nan_guard.action = 'skip'"])
+def test_a_mirrored_step_reduces_the_gradients_once(tmp_path, extra):
+    # One all-reduce per step carries every gradient and the loss; Keras's apply_gradients
+    # adds none, and the norm, clipping and the finiteness flag need none of their own.
+    experiment, run, trainer = built(tmp_path, f"""
+        Experiment.strategy = @strategies.counting_mirrored
+        {extra}""")
+    reductions = run.strategy.extended._cross_device_ops.reductions  # pylint: disable=protected-access
+    iterator = training_iterator(experiment, run)
+    trainer.train(iterator, 1)  # traces the step once, for any number of steps
+    assert reductions == [len(run.model.trainable_variables) + 1]
+    before = [v.numpy() for v in run.model.trainable_variables]
+    trainer.train(iterator, 3)
+    assert len(reductions) == 1  # no retrace
+    # The update is the summed gradient's, applied once: the first replica's copy moved
+    # and both copies agree.
+    for variable, old in zip(run.model.trainable_variables, before):
+        first, second = (v.numpy() for v in run.strategy.experimental_local_results(
+            variable.value))
+        np.testing.assert_array_equal(first, second)
+    assert any(np.abs(v.numpy() - b).max() > 0 for v, b in
+               zip(run.model.trainable_variables, before))
 
 
 @register.model

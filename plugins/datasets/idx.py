@@ -12,6 +12,7 @@ from absl import logging
 from framework.data import Dataset, DatasetInfo
 from framework.errors import UserError, reading
 from framework.registry import register
+from plugins.datasets.image_augmentation import augmenter
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -99,13 +100,14 @@ def _keras_download(origin_folder: str, cache_subdir: str) -> pathlib.Path:
 
 
 def idx_dataset(name, directory, class_names, package: str | None = None,
-                validation_size: int = 0) -> Dataset:
+                validation_size: int = 0, augment=None) -> Dataset:
     """Images scaled to [0, 1] with a channel axis, integer labels; decodes image files
     (`decode`) as its examples are.
 
     validation_size: when above 0, the last that many training images are the evaluation
     split, and the test images are not used: what a search selects on, so that the test
     accuracy of what it picks stays an honest estimate.
+    augment: the training images' augmentation (image_augmentation.augmenter), or None.
 
     Every file is checked as it is read (see read_idx): 28x28 images, one label per image,
     each naming one of `class_names`. A damaged file is a UserError that says how to get an
@@ -146,7 +148,8 @@ def idx_dataset(name, directory, class_names, package: str | None = None,
     )
     logging.info("%s: %d training and %d evaluation images from %s",
                  name, info.train_size, info.eval_size, directory)
-    return Dataset(train=splits["train"], eval=splits["eval"], info=info, decode=decode)
+    return Dataset(train=splits["train"], eval=splits["eval"], info=info, decode=decode,
+                   augment=augment)
 
 
 def decode(image_bytes):
@@ -174,11 +177,13 @@ def repair_hint(name: str, directory: pathlib.Path, package: str | None = None) 
 
 
 @register.dataset
-def fashion_mnist(data_dir=None, validation_size=0):
+def fashion_mnist(data_dir=None, validation_size=0, flip=False, shift=0.0):
     """Fashion-MNIST: 60k/10k 28x28 grey images of 10 kinds of clothing.
 
     validation_size: evaluate on the last that many training images instead of the test
     set (a search's selection split).
+    flip, shift: augment training images with random left-right flips (clothes are
+    symmetric) and moves of up to `shift` of their size (image_augmentation.augmenter).
 
     Looks in data_dir, $FASHION_MNIST_DIR, /usr/share/datasets/fashion-mnist (Debian's
     dataset-fashion-mnist), ~/.keras/datasets/fashion-mnist, then downloads with Keras.
@@ -191,7 +196,8 @@ def fashion_mnist(data_dir=None, validation_size=0):
         install_hint="`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or ",
     )
     return idx_dataset("fashion_mnist", directory, FASHION_MNIST_CLASSES,
-                       package="dataset-fashion-mnist", validation_size=validation_size)
+                       package="dataset-fashion-mnist", validation_size=validation_size,
+                       augment=augmenter(flip=flip, shift=shift))
 
 
 @register.dataset
