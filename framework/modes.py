@@ -108,8 +108,9 @@ def run_header(run: Run, experiment, mode: str) -> str:
     replicas = run.strategy.num_replicas_in_sync
     what = (f"{experiment.train_steps} steps at batch {experiment.batch_size}"
             if mode != "eval" else "evaluation")
+    why = "" if experiment.precision_policy != "auto" else f" (auto: {run.precision_reason})"
     return (f"{mode}: {what} · {'/'.join(devices)} × {replicas} "
-            f"replica{'s' if replicas > 1 else ''} · precision {run.compute_policy}")
+            f"replica{'s' if replicas > 1 else ''} · precision {run.compute_policy}{why}")
 
 
 # Models this small are lessons (y = 0.1·x + 0.3): their learned values are the result.

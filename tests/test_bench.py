@@ -2,6 +2,7 @@
 are asserted: those belong in BUILD_NOTES.md)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -57,7 +58,14 @@ def test_bench_compares_fit_and_the_loop_and_whole_jobs_and_writes_json(tmp_path
     lines = result.stdout.splitlines()
     assert lines[0].startswith("variant | ex/s | × fit") and "job s" in lines[0]
     assert "of FP32 peak" in lines[0] and f"{peak:.0f} GFLOP/s here" in lines[-1]
-    assert "× fit_plain" in lines[0] and len(lines) == 7
+    assert "× fit_plain" in lines[0] and len(lines) == 10
+    # The policy each variant computed in, and why: the plain script's is fixed, the
+    # config's 'auto' is measured (or read from an earlier measurement) for the loop.
+    assert "precision of fit_plain: float32 (set in the config)" in lines
+    loop_precision = next(line for line in lines if line.startswith("precision of loop: "))
+    assert re.search(r"(float32|mixed_bfloat16) \((cached: )?measured float32 [0-9.]+ ms, "
+                     r"mixed_bfloat16 [0-9.]+ ms a step", loop_precision), loop_precision
+    assert report["precision"]["loop"] == loop_precision.split(": ", 1)[1]
 
 
 def test_feature_cache_variant_needs_a_frozen_feature_extractor():
@@ -73,3 +81,43 @@ def test_training_flops_are_three_forward_passes_as_the_profiler_counts_them():
     conv = 2 * 6 * 6 * 9 * 4 + 6 * 6 * 4  # multiply-adds and bias adds of a 6x6x4 output
     dense = 2 * 144 * 3 + 3
     assert measure.training_flops_per_example(model) == 3 * (conv + dense)
+
+
+def test_the_matrix_runs_every_setting_in_its_own_process_against_the_float32_loop(
+        monkeypatch):
+    from framework.bench import matrix, rounds  # pylint: disable=import-outside-toplevel
+    launched = []
+
+    def launch(variant, gin_files, bindings, steps, warmup):
+        launched.append((variant, bindings))
+        speed = 200.0 if "Experiment.jit_compile = True" in bindings else 100.0
+        return {"examples_per_second": speed, "step_ms": 1.0, "precision": "float32",
+                "precision_reason": "set in the config"}
+
+    monkeypatch.setattr(rounds, "launch", launch)
+    results = matrix.run_matrix(["gin/mlp.gin"], ["Experiment.batch_size = 8"], 10)
+    assert [r["setting"] for r in results] == [name for name, _, _ in matrix.SETTINGS]
+    assert all(bindings[0] == "Experiment.batch_size = 8" for _, bindings in launched)
+    assert [variant for variant, _ in launched].count("fit") == 1
+    ratios = {r["setting"]: r["ratio_to_baseline"] for r in results}
+    assert ratios[matrix.BASELINE] == 1.0
+    assert ratios["loop, 100 steps a call, float32, XLA"] == 2.0
+    assert "loop, 1 step a call, float32 | 100 | 1.00" in matrix.table(results)
+
+
+def test_the_plain_script_trains_the_configs_model_on_the_same_data(tmp_path):
+    # What framework.bench.outside compares the main command with: a plain Keras script,
+    # given the config's model as Keras JSON and its data as NumPy arrays.
+    from framework.bench import outside  # pylint: disable=import-outside-toplevel
+    config.parse(["gin/mlp.gin"], [*(b.split("=", 1)[1] for b in TINY),
+                                   "schedules.cosine_decay.initial_learning_rate = 0.01"])
+    settings = outside.prepare(str(tmp_path))
+    assert settings == {"batch_size": 128, "learning_rate": 0.01, "alpha": 0.05,
+                        "train_steps": 20}
+    model = keras.models.model_from_json((tmp_path / "model.json").read_text())
+    assert model.dtype_policy.name == "float32" and model.count_params() > 0
+    result = subprocess.run(outside.plain_command(str(tmp_path), 30, evaluate=True),
+                            env=cli_environment(), capture_output=True, text=True,
+                            timeout=300, check=True)
+    accuracy = float(result.stdout.split()[-1])
+    assert accuracy > 0.5  # the synthetic classes are easy: the script really trains

@@ -103,6 +103,24 @@ def test_augmentation_is_new_each_epoch_and_the_same_after_a_resume(folder):
     assert 0.0 <= whole[0].min() and whole[0].max() <= 1.0
 
 
+def test_shifts_move_the_image_by_at_most_the_fraction_given():
+    from plugins.datasets.image_augmentation import augmenter  # pylint: disable=import-outside-toplevel
+    image = np.zeros((20, 20, 1), np.float32)
+    image[10, 10] = 1.0  # one bright pixel: where it lands is how far the image moved
+    augment = augmenter(shift=0.1)  # up to 2 pixels either way
+    moves = []
+    for seed in range(40):
+        moved, _ = augment(tf.constant(image), 0, tf.constant([seed, 0]))
+        weights = moved.numpy()[..., 0]
+        rows, columns = np.indices(weights.shape)
+        moves.append(((rows * weights).sum() / weights.sum() - 10,
+                      (columns * weights).sum() / weights.sum() - 10))
+        assert weights.sum() == pytest.approx(1.0, abs=1e-4)  # moved, not blurred away
+    moves = np.array(moves)
+    assert np.abs(moves).max() <= 2.0 + 1e-4
+    assert (moves < -0.5).any(axis=0).all() and (moves > 0.5).any(axis=0).all()
+
+
 def test_a_model_learns_the_folder(folder, tmp_path):
     gin.parse_config(f"""
         Experiment.dataset = @datasets.image_folder

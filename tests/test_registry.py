@@ -91,7 +91,7 @@ def test_every_kind_has_its_builtins():
 def test_describe_lists_parameters_defaults_and_docstrings():
     text = registry.describe()
     assert "model plugins (gin module 'models'):" in text
-    assert "models.cnn: [Conv(filters) -> MaxPool] per block" in text
+    assert "models.cnn: [Conv(filters) x convs_per_block -> MaxPool" in text
     assert "      filters = 64" in text
     assert "optimizers.sgd: Stochastic gradient descent" in text
 

@@ -98,7 +98,10 @@ def run_rounds(variants: list[str], gin_files: list[str], bindings: list[str], s
                        "steps": steps, "repeats": repeats,
                        "cpus": os.cpu_count(), "tensorflow": tf.__version__,
                        "fp32_matmul_gflops": peak},
-            "medians": medians, "rounds": rounds}
+            "medians": medians, "rounds": rounds,
+            # What each variant computed in, and why ('auto' measured or cached), last round.
+            "precision": {variant: f"{result['precision']} ({result['precision_reason']})"
+                          for variant, result in rounds[-1].items() if "precision" in result}}
 
 
 COLUMNS = [("examples_per_second", "ex/s", "{:.0f}"), ("ratio_to_fit", "× fit", "{:.2f}"),
@@ -125,4 +128,6 @@ def table(report: dict) -> str:
     for variant, values in report["medians"].items():
         lines.append(" | ".join([variant, *[form.format(values[key]) if key in values else "-"
                                             for key, _, form in columns]]))
+    lines += [f"precision of {variant}: {why}"
+              for variant, why in report.get("precision", {}).items()]
     return "\n".join(lines)

@@ -183,6 +183,7 @@ def worker(variant: str, steps: int, warmup: int | None, launched_at: float | No
             "timed_steps": timing["steps"],
             "seconds_to_first_call_end": timing["first_call_at"] - process_start,
             "peak_rss_mb": timing.get("peak_rss_mb") or measure.peak_rss_mb(),
+            "precision": run.compute_policy, "precision_reason": run.precision_reason,
             **({"input_wait_share": timing["input_wait_share"]}
                if "input_wait_share" in timing else {}),
         }
