@@ -119,8 +119,7 @@ def build(experiment, model_dir: str, checkpoint: str = "latest") -> Run:
                                optimizer, groups, global_step)
     restored_from = _restore(checkpoints, checkpoint, run_dir, model, experiment.init_checkpoint)
     return Run(run_dir, strategy, datasets, info, schedule, compute_policy, precision_reason,
-               model,
-               trained_model, pipeline.RunData(datasets, caches), optimizer, groups,
+               model, trained_model, pipeline.RunData(datasets, caches), optimizer, groups,
                global_step, loss_fn, objective, hooks, checkpoints, restored_from, is_chief)
 
 
@@ -150,10 +149,10 @@ def _choose_auto(strategy, model_plugin, info: DatasetInfo,
     keras.backend.clear_session(free_memory=False)
     if distribute.is_cluster(strategy):  # every worker takes part in the all-reduce
         faster = choice.policy != "float32"
-        if distribute.cluster_sum(strategy)(int(faster)) < strategy.num_replicas_in_sync:
-            if faster:
-                return auto_precision.Choice(
-                    "float32", f"not every worker chose {choice.policy} (here: {choice.reason})")
+        votes = distribute.cluster_sum(strategy)(int(faster))
+        if faster and votes < strategy.num_replicas_in_sync:
+            return auto_precision.Choice(
+                "float32", f"not every worker chose {choice.policy} (here: {choice.reason})")
     return choice
 
 

@@ -116,8 +116,8 @@ def test_the_plain_script_trains_the_configs_model_on_the_same_data(tmp_path):
                         "train_steps": 20}
     model = keras.models.model_from_json((tmp_path / "model.json").read_text())
     assert model.dtype_policy.name == "float32" and model.count_params() > 0
-    result = subprocess.run(outside.plain_command(str(tmp_path), 30, evaluate=True),
+    result = subprocess.run(outside.plain_command(str(tmp_path), 150, evaluate=True),
                             env=cli_environment(), capture_output=True, text=True,
                             timeout=300, check=True)
     accuracy = float(result.stdout.split()[-1])
-    assert accuracy > 0.5  # the synthetic classes are easy: the script really trains
+    assert accuracy > 0.8  # the synthetic classes are easy: the script really trains

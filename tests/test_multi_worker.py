@@ -1,6 +1,7 @@
 """MultiWorkerMirroredStrategy with two worker processes on this machine (localhost)."""
 
 import json
+import re
 import socket
 
 import tensorflow as tf
@@ -18,6 +19,7 @@ CONFIG = [
     "--gin_bindings=Experiment.train_steps = 6",
     "--gin_bindings=Experiment.steps_per_loop = 3",
     "--gin_bindings=Experiment.summary_every = 3",
+    "--gin_bindings=Experiment.precision_policy = 'auto'",
 ]
 
 
@@ -37,13 +39,17 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     processes = [
         run_cli_process(*CONFIG, f"--model_dir={model_dir}", env={
             "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                     "task": {"type": "worker", "index": index}})})
+                                     "task": {"type": "worker", "index": index}}),
+            # Each worker times the model afresh: 'auto' must still agree.
+            "XDG_CACHE_HOME": str(tmp_path / f"cache_{index}")})
         for index in range(2)
     ]
     outputs = [process.communicate(timeout=240) for process in processes]
     for process, (stdout, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr
     assert "final eval accuracy" in outputs[0][0]
+    policies = [re.search(r"precision (\S+) \(auto: ", stdout)[1] for stdout, _ in outputs]
+    assert policies[0] == policies[1] == (model_dir / "compute_policy.txt").read_text()
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-6")
     train = events.read(model_dir / "train")
     assert [step for step, _ in train["loss"]] == [3, 6]  # one writer: no duplicates

@@ -33,5 +33,8 @@ share of the FP32 peak, and, for the loop, the share of step time spent waiting 
 (framework.bench.measure says how each is measured). Prints a table and writes JSON.
 
 Modules: rounds (the parent: fresh processes, rounds, medians, the table), variants (one
-variant in its worker process), measure (profiler trace, FLOPs, peak, memory).
+variant in its worker process), measure (profiler trace, FLOPs, peak, memory). Commands
+beside it: framework.bench.outside (the main command against a plain model.fit script,
+timed from outside), framework.bench.matrix (the speed settings side by side, for a GPU
+machine), framework.bench.search_storage (the search's storages).
 """

@@ -20,11 +20,6 @@ from absl import app, flags
 from framework.bench import rounds
 from framework.errors import UserError
 
-GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files of the experiment.")
-BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
-STEPS = flags.DEFINE_integer("steps", 300, "Timed training steps per setting.")
-OUTPUT = flags.DEFINE_string("output", "matrix.json", "Where the JSON results go.")
-
 BASELINE = "loop, 100 steps a call, float32"
 # (name, benchmark variant, gin bindings): the settings compared.
 SETTINGS = [
@@ -84,5 +79,9 @@ def main(argv):
     print(table(results))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only for the command: tests import the functions
+    GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files of the experiment.")
+    BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
+    STEPS = flags.DEFINE_integer("steps", 300, "Timed training steps per setting.")
+    OUTPUT = flags.DEFINE_string("output", "matrix.json", "Where the JSON results go.")
     app.run(main)

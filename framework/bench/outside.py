@@ -29,14 +29,6 @@ from absl import app, flags
 from framework import assembly, config, hardware, registry
 from framework.experiment import Experiment
 
-GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files of the experiment.")
-BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
-STEPS = flags.DEFINE_list("steps", ["200", "600"], "The two step counts timed.")
-REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds; the commands alternate within one.")
-FULL = flags.DEFINE_bool("full", False, "Also run both for the config's train_steps and "
-                         "compare test accuracy.")
-OUTPUT = flags.DEFINE_string("output", "outside.json", "Where the JSON results go.")
-
 PLAIN_SCRIPT = '''
 import json, sys
 import numpy as np
@@ -105,10 +97,8 @@ def timed(command: list[str]) -> tuple[float, str]:
     return seconds, process.stdout
 
 
-def main_command(steps: int, model_dir: str) -> list[str]:
-    return [sys.executable, "-m", "framework.main",
-            *[f"--gin_file={f}" for f in GIN_FILES.value],
-            *[f"--gin_bindings={b}" for b in BINDINGS.value],
+def main_command(gin_flags: list[str], steps: int, model_dir: str) -> list[str]:
+    return [sys.executable, "-m", "framework.main", *gin_flags,
             f"--gin_bindings=Experiment.train_steps = {steps}", f"--model_dir={model_dir}"]
 
 
@@ -117,7 +107,8 @@ def plain_command(folder: str, steps: int, evaluate: bool = False) -> list[str]:
             *(["evaluate"] if evaluate else [])]
 
 
-def compare(folder: str, settings: dict, steps: tuple[int, int], repeats: int) -> dict:
+def compare(gin_flags: list[str], folder: str, settings: dict, steps: tuple[int, int],
+            repeats: int) -> dict:
     """Examples/s of the steps alone for each command, per round, and their ratio."""
     rounds = []
     for _ in range(repeats):
@@ -125,7 +116,7 @@ def compare(folder: str, settings: dict, steps: tuple[int, int], repeats: int) -
         for name in ("main", "plain"):
             for count in steps:
                 with tempfile.TemporaryDirectory() as model_dir:
-                    command = (main_command(count, model_dir) if name == "main"
+                    command = (main_command(gin_flags, count, model_dir) if name == "main"
                                else plain_command(folder, count))
                     seconds[(name, count)] = timed(command)[0]
         rate = {name: (steps[1] - steps[0]) * settings["batch_size"]
@@ -138,10 +129,11 @@ def compare(folder: str, settings: dict, steps: tuple[int, int], repeats: int) -
     return {"rounds": rounds, "median_ratio": statistics.median(r["ratio"] for r in rounds)}
 
 
-def full_runs(folder: str, settings: dict) -> dict:
+def full_runs(gin_flags: list[str], folder: str, settings: dict) -> dict:
     """Both commands for the config's own train_steps: wall time and test accuracy."""
     with tempfile.TemporaryDirectory() as model_dir:
-        main_seconds, output = timed(main_command(settings["train_steps"], model_dir))
+        main_seconds, output = timed(main_command(gin_flags, settings["train_steps"],
+                                                  model_dir))
     main_accuracy = next(float(line.split()[3]) for line in output.splitlines()
                          if line.startswith("final eval accuracy:"))
     plain_seconds, output = timed(plain_command(folder, settings["train_steps"], True))
@@ -154,13 +146,15 @@ def main(argv):
     del argv
     registry.discover()
     config.parse(GIN_FILES.value, BINDINGS.value)
+    gin_flags = [*[f"--gin_file={f}" for f in GIN_FILES.value],
+                 *[f"--gin_bindings={b}" for b in BINDINGS.value]]
     steps = tuple(int(s) for s in STEPS.value)
     with tempfile.TemporaryDirectory(prefix="bench-outside-") as folder:
         settings = prepare(folder)
         report = {"settings": settings, "steps": steps,
-                  **compare(folder, settings, steps, REPEATS.value)}
+                  **compare(gin_flags, folder, settings, steps, REPEATS.value)}
         if FULL.value:
-            report["full"] = full_runs(folder, settings)
+            report["full"] = full_runs(gin_flags, folder, settings)
     with open(OUTPUT.value, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     for number, result in enumerate(report["rounds"], 1):
@@ -176,5 +170,12 @@ def main(argv):
               f"{full['plain_accuracy']:.4f}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only for the command: tests import the functions
+    GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files of the experiment.")
+    BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
+    STEPS = flags.DEFINE_list("steps", ["200", "600"], "The two step counts timed.")
+    REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds; the commands alternate within one.")
+    FULL = flags.DEFINE_bool("full", False, "Also run both for the config's train_steps and "
+                             "compare test accuracy.")
+    OUTPUT = flags.DEFINE_string("output", "outside.json", "Where the JSON results go.")
     app.run(main)
