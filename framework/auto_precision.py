@@ -31,33 +31,39 @@ _TIMED_STEPS = 5  # per round, after a warm-up step; 3 rounds, the fastest kept
 @dataclasses.dataclass(frozen=True)
 class Choice:
     """policy: one of COMPUTE_POLICIES. reason: one line for the log and the benchmark.
-    step_ms: the measured milliseconds per training step by policy (empty when the choice
-    was not measured now)."""
+    step_ms: the measured milliseconds per training step by policy."""
 
     policy: str
     reason: str
     step_ms: dict = dataclasses.field(default_factory=dict)
 
 
-def choose(build_model, input_shape, batch_size: int, device: str,
-           cache_dir: str | None = None) -> Choice:
+def choose(build_model, input_shape, batch_size: int, device: str) -> Choice:
     """The compute policy for a new run whose model build_model() builds (in the Keras
     dtype policy in force) and whose replicas take `batch_size` examples of `input_shape`
     on `device` (its kind: 'CPU', or the accelerator's name): cached for this machine and
-    model in `cache_dir` (default CACHE_DIR), else measured (a few seconds) and cached.
+    model in CACHE_DIR, else measured (a few seconds) and cached.
 
     Builds models: the caller clears Keras's session and seeds afresh before building the
     run's own, so its layer names and initial weights do not depend on what ran here.
     """
     with dtype_policy("float32"):
-        description = build_model().to_json()
-    key = cache_key(description, input_shape, batch_size, device)
-    cache_dir = cache_dir or CACHE_DIR
-    choice = cached(key, cache_dir)
+        key = cache_key(describe(build_model()), input_shape, batch_size, device)
+    choice = cached(key, CACHE_DIR)
     if choice is None:
         choice = decide(measure(build_model, input_shape, batch_size))
-        store(key, choice, cache_dir)
+        store(key, choice, CACHE_DIR)
     return choice
+
+
+def describe(model: keras.Model) -> str:
+    """The model's architecture as text: Keras's JSON, or, for a model that cannot give
+    one (a subclassed model without get_config), its class and its variables' shapes."""
+    try:
+        return model.to_json()
+    except (NotImplementedError, TypeError, ValueError):
+        return json.dumps([type(model).__qualname__,
+                           [(v.path, list(v.shape)) for v in model.weights]])
 
 
 def decide(step_ms: dict[str, float]) -> Choice:

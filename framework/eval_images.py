@@ -50,7 +50,10 @@ class EvalImages(Observer):
         if features is None:
             return
         outputs = float32_outputs(self.model(features, training=False))
-        heads = [(h.name, h) for h in self.info.heads] or [(None, self.info)]
+        # With alternating datasets the examples come from the first, which may not label
+        # every head: the grid shows the heads it labels.
+        heads = ([(h.name, h) for h in self.info.heads if h.name in labels]
+                 if self.info.heads else [(None, self.info)])
         predictions = []
         for name, head in heads:
             if not tasks.classifies(head.task):

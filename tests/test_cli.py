@@ -35,8 +35,10 @@ def test_main_job_contract(tmp_path):
     # The quiet console: a header, progress, the evaluation, the results; nothing else.
     lines = result.stdout.splitlines()
     assert lines[0] == f"gin/cnn.gin -> {model_dir}"
+    # cnn.gin asks for 'auto': the line says what it chose and why.
     assert re.fullmatch(r"train_and_eval: 40 steps at batch 32 · CPU × 1 replica · "
-                        r"precision \w+", lines[1])
+                        r"precision \w+ \(auto: (cached: )?measured float32 [0-9.]+ ms, "
+                        r"mixed_bfloat16 [0-9.]+ ms a step: .*\)", lines[1]), lines[1]
     assert lines[2].startswith("step 40/40 [")
     assert lines[3].startswith("eval at step 40: accuracy ")
     assert len(lines) == 7  # + final accuracy, final loss, how to watch the run

@@ -124,6 +124,16 @@ def test_a_head_no_dataset_feeds_keeps_its_initial_weights(tmp_path):
     assert np.abs(head_kernel(both.model, "b") - b_before).max() > 1e-3
 
 
+def test_alternating_training_shows_the_heads_its_first_dataset_labels(tmp_path):
+    # As gin/multitask_alternating.gin does: the prediction grid after an evaluation
+    # comes from the first dataset, which labels head 'a' alone.
+    trained(ALTERNATING, tmp_path / "run", "Monitoring.images_at_eval = True\n"
+                                          "Experiment.eval_every = 4\n")
+    evaluation = events.read(tmp_path / "run" / "eval")
+    assert [step for step, _ in evaluation["predictions"]] == [4, 8]
+    assert evaluation["predictions"][-1][1][2].startswith(b"\x89PNG")
+
+
 def test_alternating_training_resumes_exactly(tmp_path):
     weighted = ("Experiment.dataset_schedule = 'weighted'\n"
                 "Experiment.dataset_weights = [0.7, 0.3]\n")
