@@ -128,7 +128,7 @@ def test_alternating_training_shows_the_heads_its_first_dataset_labels(tmp_path)
     # As gin/multitask_alternating.gin does: the prediction grid after an evaluation
     # comes from the first dataset, which labels head 'a' alone.
     trained(ALTERNATING, tmp_path / "run", "Monitoring.images_at_eval = True\n"
-                                          "Experiment.eval_every = 4\n")
+                                          "Experiment.eval_every = 4\n", "train_and_eval")
     evaluation = events.read(tmp_path / "run" / "eval")
     assert [step for step, _ in evaluation["predictions"]] == [4, 8]
     assert evaluation["predictions"][-1][1][2].startswith(b"\x89PNG")
