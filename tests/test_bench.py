@@ -121,3 +121,10 @@ def test_the_plain_script_trains_the_configs_model_on_the_same_data(tmp_path):
                             timeout=300, check=True)
     accuracy = float(result.stdout.split()[-1])
     assert accuracy > 0.8  # the synthetic classes are easy: the script really trains
+
+
+def test_the_plain_script_is_refused_for_what_it_cannot_write(tmp_path):
+    from framework.bench import outside  # pylint: disable=import-outside-toplevel
+    config.parse(["gin/linear_regression.gin"], [])
+    with pytest.raises(UserError, match="one-output classification with Adam"):
+        outside.prepare(str(tmp_path))

@@ -11,7 +11,9 @@ Adam at the config's learning rate and `model.fit` with TensorFlow's defaults an
 callbacks. Each command runs in a fresh process at both step counts; the difference of
 the wall times divides out starting, building and exiting, and leaves the examples/s of
 the steps themselves (`--steps=A,B`). `--full` also runs both for the config's own
-train_steps and reports each one's test accuracy next to its wall time.
+train_steps and reports each one's test accuracy next to its wall time. It takes
+one-output classification configs trained with Adam (the Fashion-MNIST ones); others are
+refused with one message.
 """
 
 import json
@@ -23,10 +25,12 @@ import tempfile
 import time
 
 import gin
+import keras
 import numpy as np
 from absl import app, flags
 
 from framework import assembly, config, hardware, registry
+from framework.errors import UserError
 from framework.experiment import Experiment
 
 PLAIN_SCRIPT = '''
@@ -61,6 +65,10 @@ def prepare(folder: str) -> dict:
     experiment = Experiment()
     with tempfile.TemporaryDirectory() as model_dir:
         run = assembly.build(experiment, model_dir)
+    if run.info.task != "classification" or len(run.datasets) > 1 or not isinstance(
+            run.optimizer, keras.optimizers.Adam):
+        raise UserError("framework.bench.outside writes its plain script for one-output "
+                        "classification with Adam, as the Fashion-MNIST configs are.")
     with open(os.path.join(folder, "model.json"), "w", encoding="utf-8") as f:
         f.write(run.model.to_json())
     for split in ("train", "eval"):
@@ -150,7 +158,11 @@ def main(argv):
                  *[f"--gin_bindings={b}" for b in BINDINGS.value]]
     steps = tuple(int(s) for s in STEPS.value)
     with tempfile.TemporaryDirectory(prefix="bench-outside-") as folder:
-        settings = prepare(folder)
+        try:
+            settings = prepare(folder)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
         report = {"settings": settings, "steps": steps,
                   **compare(gin_flags, folder, settings, steps, REPEATS.value)}
         if FULL.value:
