@@ -9,16 +9,19 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import gin
 import optuna
 import pytest
+import sqlalchemy
 
 import configs
 import events
 from helpers import REPO, cli_environment, run_cli
 from framework.errors import UserError
 from framework.search import space as search_space
+from framework.search import storage as storages
 from framework.search import study as studies
 from postgres_server import postgres  # noqa: F401  # pylint: disable=unused-import
 
@@ -187,6 +190,22 @@ def test_a_study_refuses_another_config_but_not_more_trials():
         studies.open_study(storage, "s", "maximize", config.replace("32", "64"))
     with pytest.raises(UserError, match="created to maximize"):
         studies.open_study(storage, "s", "minimize", config)
+
+
+def test_of_two_commands_creating_a_study_at_once_the_one_whose_config_lost_refuses():
+    class OtherCommandWritesFirst(optuna.storages.InMemoryStorage):
+        """A database storage at the moment another command stored its config first: a
+        database keeps the first write of a key and drops later ones."""
+
+        def set_study_user_attr(self, study_id, key, value):
+            if key not in self.get_study_user_attrs(study_id):
+                other = {"config_sha256": "0" * 64, "config": "Experiment.batch_size = 64\n"}
+                super().set_study_user_attr(study_id, key, other[key])
+
+    with pytest.raises(UserError, match=r"(?s)another config.*-Experiment.batch_size = 64\n"
+                                        r"\+Experiment.batch_size = 32"):
+        studies.open_study(OtherCommandWritesFirst(), "s", "maximize",
+                           "Experiment.batch_size = 32\n")
 
 
 def test_a_trial_whose_process_died_is_failed_and_queued_again():
@@ -403,6 +422,42 @@ Search.trials = 4
         for path in (tmp_path / f"machine{i}").rglob("*"):
             if path.is_file():
                 assert postgres.password.encode() not in path.read_bytes(), path
+
+
+def test_machines_opening_a_fresh_database_at_once_all_get_the_study(postgres):
+    """Optuna creates a fresh database's tables on first open; when several machines do that
+    at the same moment PostgreSQL lets one win and the others must open what it made (before
+    the retry, three of four openers failed on every database here)."""
+    admin = sqlalchemy.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    for fresh in ("fresh_a", "fresh_b", "fresh_c"):
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {fresh}"))
+        url = postgres.url.rsplit("/", 1)[0] + "/" + fresh
+        start, errors, opened = threading.Barrier(4), [], []
+
+        def open_at_once():
+            start.wait()
+            try:
+                opened.append(storages.open_storage(url))
+            except UserError as error:
+                errors.append(str(error))
+
+        threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(opened) == 4
+        optuna.create_study(study_name="s", storage=opened[0]).optimize(
+            lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+        assert len(optuna.load_study(study_name="s", storage=opened[3]).trials) == 2
+        with sqlalchemy.create_engine(url).connect() as connection:  # one schema, stamped once
+            for table in ("version_info", "alembic_version"):
+                rows = connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}"))
+                assert rows.scalar() == 1, table
+        for storage in opened:
+            storage.engine.dispose()
+    admin.dispose()
 
 
 def test_the_storage_benchmark_checks_what_it_measures(tmp_path):

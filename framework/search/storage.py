@@ -14,6 +14,8 @@ and ~/.pgpass.
 """
 
 import os
+import random
+import time
 
 import optuna
 import sqlalchemy
@@ -28,6 +30,10 @@ STORAGE_ENV = "TF_LOOP_LAB_SEARCH_STORAGE"
 # failed (and retried) by whichever worker looks next: a trial on another machine that
 # died with it. Trials on this machine are checked at once (framework.search.liveness).
 HEARTBEAT_S, GRACE_S = 20, 120
+# Optuna creates a fresh database's tables on first open, and PostgreSQL's catalog lets only
+# one of several processes doing that at once succeed: the others see "already exists" or a
+# duplicate key. Opening again then finds the tables made; these are the tries allowed.
+OPEN_TRIES = 5
 
 
 def resolve(flag: str | None, study_dir: str) -> str:
@@ -78,16 +84,30 @@ def open_storage(url: str, on_stale_trial=None) -> optuna.storages.BaseStorage:
         path = url[len("journal:"):]
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
-    try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            failed_trial_callback=on_stale_trial)
-    except ImportError as error:
-        raise UserError(f"The database driver for {shown(url)} is not installed "
-                        f"({error}). For PostgreSQL: pip install 'tf-loop-lab[postgres]'."
-                        ) from error
-    except sqlalchemy.exc.SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise UserError(f"Cannot open the study storage {shown(url)}: {reason}. Check that "
-                        "the server runs and the URL, user and password are right."
-                        ) from error
+    attempt = 1
+    while True:
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                failed_trial_callback=on_stale_trial)
+        except ImportError as error:
+            raise UserError(f"The database driver for {shown(url)} is not installed "
+                            f"({error}). For PostgreSQL: pip install 'tf-loop-lab[postgres]'."
+                            ) from error
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            if attempt < OPEN_TRIES and _lost_creation_race(reason):
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+                attempt += 1
+                continue
+            raise UserError(f"Cannot open the study storage {shown(url)}: {reason}. Check "
+                            "that the server runs and the URL, user and password are right."
+                            ) from error
+
+
+def _lost_creation_race(reason: str) -> bool:
+    """Whether a database error says another process created the same table, type or row
+    first (PostgreSQL's and SQLite's wordings)."""
+    reason = reason.lower()
+    return any(words in reason for words in
+               ("already exists", "duplicate key", "unique constraint failed"))

@@ -46,11 +46,12 @@ def open_study(storage, name: str, direction: str, config_text: str) -> optuna.S
                         "(or --study_name).")
     config_text = re.sub(r"(?m)^Search\.trials = .*\n?", "", config_text)
     fingerprint = hashlib.sha256(config_text.encode()).hexdigest()
-    saved = study.user_attrs.get("config_sha256")
-    if saved is None:
+    if "config_sha256" not in study.user_attrs:
+        # Of several commands creating the study at once only one config survives (a
+        # database keeps the first write, a journal the last): each reads back whose it is.
         study.set_user_attr("config_sha256", fingerprint)
         study.set_user_attr("config", config_text)
-    elif saved != fingerprint:
+    if study.user_attrs["config_sha256"] != fingerprint:
         changes = config_changes(study.user_attrs.get("config", ""), config_text)
         raise UserError(f"Study '{name}' was made from another config, so its trials would "
                         f"not compare with new ones:\n{changes}\nUse a new --study_dir (or "
