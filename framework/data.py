@@ -133,6 +133,11 @@ class Dataset:
       `info.input_shape`, decoded, resized and scaled exactly as training examples are.
       Built from TensorFlow ops only, since an export traces it into the SavedModel's
       image-bytes signature (framework.export), where it runs without this code.
+    train_part: optional `train_part(part, parts) -> examples | None` for data in files:
+      part `part` of `parts` disjoint parts of the training split that together hold all
+      of it, each made of whole files and in a fixed order; None when the split has fewer
+      files than `parts`. A run over several replicas then streams one part to each
+      replica, so each worker reads only its own files (framework.pipeline).
     """
 
     train: tf.data.Dataset
@@ -142,6 +147,7 @@ class Dataset:
     load_file: Callable | None = None
     fingerprint: str | None = None
     decode: Callable | None = None
+    train_part: Callable | None = None
 
     def __post_init__(self):
         if self.load_file is None and self.decode is not None:
@@ -167,7 +173,7 @@ def steps_per_epoch(examples: tf.data.Dataset, global_batch_size: int) -> int:
         size = int(examples.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
     if size < global_batch_size:
         raise UserError(
-            f"The training set has {size} examples, fewer than one global batch of "
+            f"The training set has {size} examples, fewer than one batch of "
             f"{global_batch_size}. Lower Experiment.batch_size."
         )
     return size // global_batch_size

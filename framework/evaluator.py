@@ -1,5 +1,6 @@
 """One evaluation pass, compiled: the model in inference mode over the evaluation batches."""
 
+import warnings
 from typing import Callable
 
 import tensorflow as tf
@@ -30,7 +31,12 @@ class Evaluator:
             self.datasets = self.make_datasets()
         for entry in self.metrics:
             entry.metric.reset_state()
-        self._evaluate(self.datasets)
+        with warnings.catch_warnings():
+            # Tracing a loop over a multi-worker distributed dataset reads its tf.data
+            # options in graph mode, and tf.data warns they may be stale there; they only
+            # set prefetching and sharding, which are already applied.
+            warnings.filterwarnings("ignore", message="To make it possible to preserve")
+            self._evaluate(self.datasets)
         matrices = {entry.tag: entry.metric.result().numpy()
                     for entry in self.metrics if not entry.scalar}
         return EvalOutput(metric_values(self.metrics, reset=True), matrices)

@@ -2,6 +2,9 @@
 the distributed iterators positioned at the step a run starts from.
 """
 
+import functools
+
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -52,6 +55,11 @@ class RunData:
         for data without it)."""
         return self.datasets[index].augment
 
+    def train_part(self, index: int):
+        """Dataset `index`'s `train_part` (see `Dataset`); None when it has none or its
+        features are cached."""
+        return None if self.features_cached else self.datasets[index].train_part
+
 
 def training_iterators(strategy, data: RunData, schedule: np.ndarray | None,
                        batch_size: int, seed: int, shuffle_buffer: int | None, start: int,
@@ -59,7 +67,10 @@ def training_iterators(strategy, data: RunData, schedule: np.ndarray | None,
     """One distributed iterator per dataset, positioned at the batch step `start` needs.
 
     Dataset k's stream is seeded with seed + k and advanced by the steps the schedule gave
-    it before `start`, so a resumed run reads exactly the batches it would have.
+    it before `start`, so a resumed run reads exactly the batches it would have. Over
+    several replicas, a dataset in files (`Dataset.train_part`) streams part r to replica
+    r: each worker reads only its replicas' files, and a run of R replicas sees the same
+    batches whether they are on one machine or several.
     """
     iterators = []
     for index in range(len(data.datasets)):
@@ -68,11 +79,56 @@ def training_iterators(strategy, data: RunData, schedule: np.ndarray | None,
         else:
             done = int(np.sum(schedule[:start] == index))
             remaining = int(np.sum(schedule[start:] == index))
-        batches = training_batches(data.examples("train", index), batch_size, seed + index,
-                                   done, shuffle_buffer, num_steps=remaining,
-                                   augment=data.augment(index))
-        iterators.append(iter(strategy.experimental_distribute_dataset(batches)))
+
+        def stream(examples, size, seed, index=index, done=done, remaining=remaining):
+            return training_batches(examples, size, seed, done, shuffle_buffer, remaining,
+                                    data.augment(index))
+
+        train_part = data.train_part(index)
+        if strategy.num_replicas_in_sync == 1 or train_part is None:
+            batches = stream(data.examples("train", index), batch_size, seed + index)
+            iterators.append(iter(strategy.experimental_distribute_dataset(batches)))
+        else:
+            iterators.append(iter(strategy.distribute_datasets_from_function(
+                functools.partial(_replica_batches, strategy.num_replicas_in_sync,
+                                  train_part, data.examples("train", index), batch_size,
+                                  seed + index, stream))))
     return iterators
+
+
+def _replica_batches(replicas, train_part, examples, batch_size, seed, stream, context):
+    """The per-replica batches of one input pipeline (`context`), replica by replica in
+    turn: replica r's from part r of the files, or, when there are fewer files than
+    replicas, its share of every global batch."""
+    local = replicas // context.num_input_pipelines
+    first = context.input_pipeline_id * local
+    size = context.get_per_replica_batch_size(batch_size)
+    parts = [train_part(part, replicas) for part in range(first, first + local)]
+    if parts[0] is None:
+        logging.warning(
+            "The training files are fewer than the run's %d replicas, so every worker reads "
+            "all of them and keeps its share of each batch. Write them in %d files or a "
+            "multiple (python -m framework.tfrecord --shards=%d) for each replica to read "
+            "only its own.", replicas, replicas, replicas)
+        return stream(examples, batch_size, seed).flat_map(
+            lambda *batch: tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
+                lambda part: tf.reshape(part[first * size:(first + local) * size],
+                                        [local, size, *part.shape[1:]]), batch)))
+    for part, examples_of_part in zip(range(first, first + local), parts):
+        logging.info("Replica %d of %d reads its own part of the training files: %d "
+                     "examples.", part, replicas, int(examples_of_part.cardinality()))
+    streams = tuple(stream(examples_of_part, size, part_seed(seed, part))
+                    for part, examples_of_part in zip(range(first, first + local), parts))
+    if local == 1:
+        return streams[0]
+    return tf.data.Dataset.zip(streams).flat_map(
+        lambda *batches: tf.data.Dataset.from_tensor_slices(
+            tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)))
+
+
+def part_seed(seed: int, part: int) -> int:
+    """The stream seed of replica `part`'s part: distinct per part, fixed per run seed."""
+    return seed * 7919 + part
 
 
 def evaluation_datasets(strategy, data: RunData, batch_size: int) -> list:

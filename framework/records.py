@@ -35,6 +35,12 @@ def shard_name(split: str, index: int, count: int, compression: str = "none") ->
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord{suffix}"
 
 
+def shard_sizes(examples: int, count: int) -> list[int]:
+    """Examples in each of `count` shards of a split of `examples` (example i in shard i
+    mod count)."""
+    return [examples // count + (index < examples % count) for index in range(count)]
+
+
 def components(element_spec) -> dict[str, tf.TensorSpec]:
     """An example's parts by name: 'features', and 'labels' or 'labels/<head>'."""
     features, labels = element_spec

@@ -85,9 +85,10 @@ def tensorboard_server(logdir, runs: set[str], timeout: float = 90):
             process.wait()
 
 
-def poll(ready, timeout: float, failure: str, process=None):
-    """ready()'s first truthy value, asked every half second (connection errors count as
-    not ready); fails with `failure` after `timeout` seconds or when `process` exits."""
+def poll(ready, timeout: float, failure: str, process=None, interval: float = 0.5):
+    """ready()'s first truthy value, asked every `interval` seconds (connection errors
+    count as not ready); fails with `failure` after `timeout` seconds or when `process`
+    exits."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -100,4 +101,4 @@ def poll(ready, timeout: float, failure: str, process=None):
             raise AssertionError(f"{failure}: TensorBoard exited: {process.stderr.read()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{failure} in {timeout} s")
-        time.sleep(0.5)
+        time.sleep(interval)

@@ -49,7 +49,7 @@ def test_partial_last_batch_is_dropped_in_training_kept_in_eval():
 
 
 def test_too_small_training_set_is_a_clear_error():
-    with pytest.raises(UserError, match="fewer than one global batch"):
+    with pytest.raises(UserError, match="fewer than one batch of 10"):
         training_batches(numbered(5), 10, seed=0)
 
 

@@ -8,9 +8,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import pytest
+
+import configs
 import events
 from helpers import REPO, cli_environment, run_cli_process
 from test_multi_worker import CONFIG, free_ports
+from test_reliability import MIRRORED, final_weights
 
 
 def launch(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
@@ -103,3 +108,98 @@ def test_sigterm_stops_the_whole_cluster_at_one_step_and_a_relaunch_resumes_ther
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"[worker 0] resumed from {model_dir / 'checkpoints' / f'ckpt-{step}'} (step {step})" \
         in again.stdout
+
+
+# -- a cluster reading TFRecord shards ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def four_shards(tmp_path_factory):
+    """configs.SYNTHETIC_MLP's data as TFRecords: 256 training examples in 4 shards."""
+    folder = tmp_path_factory.mktemp("shards")
+    (folder / "data.gin").write_text(configs.SYNTHETIC_MLP)
+    result = subprocess.run([sys.executable, "-m", "framework.tfrecord",
+                             f"--gin_file={folder / 'data.gin'}",
+                             f"--output={folder / 'records'}", "--shards=4"],
+                            cwd=REPO, env=cli_environment(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def files_run(four_shards, *more) -> list[str]:
+    """A deterministic run on the shards: 120 steps, a checkpoint every 20."""
+    return [f"--gin_file={four_shards / 'data.gin'}",
+            "--gin_bindings=Experiment.dataset = @datasets.tfrecord",
+            f"--gin_bindings=datasets.tfrecord.directory = '{four_shards / 'records'}'",
+            "--gin_bindings=Experiment.deterministic = True",
+            "--gin_bindings=Experiment.precision_policy = 'float32'",
+            "--gin_bindings=Experiment.train_steps = 120",
+            "--gin_bindings=Experiment.steps_per_loop = 5",
+            "--gin_bindings=Experiment.checkpoint_every = 20",
+            "--gin_bindings=Experiment.eval_every = 120",
+            "--verbosity=0", *more]  # absl's INFO lines: which files each worker reads
+
+
+def test_two_workers_on_their_own_shards_resume_bit_for_bit_and_agree_with_one_process(
+        four_shards, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    whole = tmp_path / "whole"
+    result = launch("--workers=2", "--", *files_run(four_shards), f"--model_dir={whole}",
+                    env={"TMPDIR": str(scratch)})
+    assert result.returncode == 0, result.stdout
+    for worker, shards in ((0, "00000-of-00004.tfrecord, train-00002"),
+                           (1, "00001-of-00004.tfrecord, train-00003")):
+        lines = [line for line in result.stdout.splitlines()
+                 if line.startswith(f"[worker {worker}]")
+                 and ("datasets.tfrecord: part" in line or "training files" in line)]
+        assert len(lines) == 2, result.stdout  # its part only: two of the four files
+        assert f"part {worker} of 2 is train-{shards}" in lines[0]
+        assert f"Replica {worker} of 2 reads its own part of the training files: 128 " \
+            "examples." in lines[1]
+    assert "[worker 0] final eval accuracy" in result.stdout
+    assert [step for step, _ in events.read(whole / "train")["loss"]][-1] == 120
+    assert not list(scratch.glob("worker-checkpoints-*"))  # only the chief's files remain
+
+    # Every worker killed (SIGKILL) after the first checkpoint, then launched again.
+    interrupted = tmp_path / "interrupted"
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    logs = [open(tmp_path / f"worker{index}.log", "w") for index in range(2)]
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "framework.main", *files_run(four_shards),
+         "--gin_bindings=Experiment.strategy = @strategies.multi_worker",
+         f"--model_dir={interrupted}"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        env=cli_environment({"TF_CONFIG": json.dumps({
+            "cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}))
+        for index, log in enumerate(logs)]
+    try:
+        events.poll(lambda: (interrupted / "checkpoints" / "ckpt-20.index").exists(), 180,
+                    "the cluster wrote no checkpoint", None, interval=0.02)
+        for process in processes:
+            process.kill()
+    finally:
+        for process, log in zip(processes, logs):
+            process.kill()
+            process.wait()
+            log.close()
+    assert [process.returncode for process in processes] == [-signal.SIGKILL] * 2
+    assert not (interrupted / "checkpoints" / "ckpt-120.index").exists()
+    again = launch("--workers=2", "--", *files_run(four_shards), f"--model_dir={interrupted}")
+    assert again.returncode == 0, again.stdout
+    assert "[worker 0] resumed from" in again.stdout
+    expected, actual = final_weights(whole), final_weights(interrupted)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+
+    # One process over two logical CPUs reads the same parts for its two replicas.
+    mirrored = tmp_path / "mirrored"
+    one = subprocess.run([sys.executable, "-m", "framework.main", *files_run(four_shards),
+                          *MIRRORED, f"--model_dir={mirrored}"], cwd=REPO,
+                         env=cli_environment(), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    expected = final_weights(mirrored)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=1e-5,
+                                   err_msg=name)

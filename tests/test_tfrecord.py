@@ -2,6 +2,7 @@
 `tfrecord` dataset plugin reads them back example for example, and damage is named."""
 
 import gzip
+import itertools
 import json
 import os
 import re
@@ -15,11 +16,12 @@ import tensorflow as tf
 
 import configs
 from helpers import FASHION_MNIST_DIR, REPO, cli_environment, run_cli
-from framework import registry
+from framework import pipeline, registry
 from framework.errors import UserError
 from plugins.datasets.captcha import captcha
 from plugins.datasets.idx import fashion_mnist
 from plugins.datasets.image_folder import image_folder
+from plugins.datasets.synthetic import synthetic
 from plugins.datasets.tfrecord import tfrecord
 from test_image_folder import write_images
 
@@ -170,3 +172,54 @@ def test_an_unfinished_conversion_is_refused_and_then_replaced(synthetic_records
     again = convert(f"--output={unfinished}", "--shards=4")
     assert again.returncode == 2 and again.stderr.startswith("error: ") and \
         "--overwrite" in again.stderr
+
+
+# -- reading in parts: one part of the files per replica ------------------------------------
+
+def mirrored_over_two_cpus():
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                          cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def replica_batches(dataset, start: int, steps: int, batch_size: int = 32, seed: int = 5):
+    """[step][replica] -> that replica's features, from the run's iterator at `start`."""
+    strategy = mirrored_over_two_cpus()
+    data = pipeline.RunData([dataset])
+    iterator, = pipeline.training_iterators(strategy, data, None, batch_size, seed, None,
+                                            start, start + steps)
+    return [[features.numpy() for features in strategy.experimental_local_results(batch[0])]
+            for batch in itertools.islice(iterator, steps)]
+
+
+def test_each_replica_streams_its_own_files_and_resumes_exactly(synthetic_records):
+    dataset = converted(synthetic_records)
+    whole = np.stack([features for features, _ in dataset.train.as_numpy_iterator()])
+    index = {row.tobytes(): i for i, row in enumerate(whole)}
+    epoch = replica_batches(dataset, 0, 16)  # two epochs of each 128-example part
+    for replica in (0, 1):
+        seen = [index[row.tobytes()] for step in epoch[:8] for row in step[replica]]
+        # Part r is shards r and r + 2, which hold the examples i with i mod 4 in {r, r+2}:
+        # every one of them once per epoch.
+        assert sorted(seen) == [i for i in range(256) if i % 2 == replica]
+        later = [index[row.tobytes()] for step in epoch[8:] for row in step[replica]]
+        assert sorted(later) == sorted(seen) and later != seen  # reshuffled
+    resumed = replica_batches(dataset, 5, 11)
+    for expected, actual in zip(epoch[5:], resumed):
+        for replica in (0, 1):
+            np.testing.assert_array_equal(actual[replica], expected[replica])
+
+
+def test_fewer_files_than_replicas_fall_back_to_sharing_batches_with_a_warning(tmp_path,
+                                                                                caplog):
+    result = convert(f"--output={tmp_path / 'one'}", "--shards=1")
+    assert result.returncode == 0, result.stderr
+    dataset = converted(tmp_path / "one")
+    with caplog.at_level("WARNING"):
+        from_files = replica_batches(dataset, 0, 3)
+    assert "training files are fewer than the run's 2 replicas" in caplog.text
+    assert "--shards=2" in caplog.text
+    in_memory = replica_batches(built(synthetic, "datasets.synthetic.train_size = 256\n"
+                                                 "datasets.synthetic.eval_size = 64"), 0, 3)
+    for expected, actual in zip(in_memory, from_files):  # the global stream, split in two
+        for replica in (0, 1):
+            np.testing.assert_array_equal(actual[replica], expected[replica])

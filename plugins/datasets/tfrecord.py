@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 
+from absl import logging
 import tensorflow as tf
 
 from framework import records
@@ -21,6 +22,8 @@ def tfrecord(directory=None):
     record's checksum, so a damaged shard is an error naming it at the start of a run.
     Image datasets decode image files (for --mode=predict and exports) with a generic
     decoder: grey or colour as the data, resized to its input shape, scaled to [0, 1].
+    Runs over several replicas read the training shards in parts (`Dataset.train_part`):
+    part p of P is shards p, p + P, p + 2P, ...
     """
     if not directory:
         raise UserError("datasets.tfrecord needs its folder: datasets.tfrecord.directory = "
@@ -29,23 +32,38 @@ def tfrecord(directory=None):
     info = records.info_from_json(metadata["info"])
     compression = records.COMPRESSIONS[metadata["compression"]]
     parse = records.parser(metadata["spec"])
-    splits = {}
+    shards = {}  # split -> [(path, examples)]
     for split, saved in metadata["splits"].items():
         paths = [os.path.join(directory, name) for name in saved["files"]]
         for path, size in zip(paths, saved["bytes"]):
             _check_shard(path, size, compression)
-        files = tf.data.Dataset.from_tensor_slices(paths)
-        splits[split] = (files.interleave(
+        shards[split] = list(zip(paths, records.shard_sizes(saved["examples"], len(paths))))
+
+    def read(chosen):
+        """The examples of `chosen` shards, in their original relative order."""
+        paths = [path for path, _ in chosen]
+        return (tf.data.Dataset.from_tensor_slices(paths).interleave(
             lambda path: tf.data.TFRecordDataset(path, compression),
             cycle_length=len(paths), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True)
             .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .apply(tf.data.experimental.assert_cardinality(saved["examples"])))
+            .apply(tf.data.experimental.assert_cardinality(sum(n for _, n in chosen))))
+
+    def train_part(part, parts):
+        if len(shards["train"]) < parts:
+            return None
+        chosen = shards["train"][part::parts]
+        logging.info("datasets.tfrecord: part %d of %d is %s.", part, parts,
+                     ", ".join(os.path.basename(path) for path, _ in chosen))
+        return read(chosen)
+
     image = len(info.input_shape) == 3 and info.input_shape[-1] in (1, 3, 4)
-    return Dataset(train=splits["train"], eval=splits.get("eval"), info=info,
+    return Dataset(train=read(shards["train"]),
+                   eval=read(shards["eval"]) if "eval" in shards else None, info=info,
                    decode=_image_decoder(info.input_shape) if image else None,
                    fingerprint=hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()
-                                              ).hexdigest())
+                                              ).hexdigest(),
+                   train_part=train_part)
 
 
 def _check_shard(path: str, size: int, compression: str) -> None:
