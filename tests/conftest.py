@@ -24,12 +24,12 @@ def clean_gin():
 
 
 @pytest.fixture(autouse=True)
-def image_folder_checks_in_a_temp_folder(tmp_path_factory, monkeypatch):
-    """image_folder remembers which folders it has decoded in the user's cache folder;
-    tests keep those marks in a temporary folder of their own."""
-    from plugins.datasets import image_folder  # pylint: disable=import-outside-toplevel
-    monkeypatch.setattr(image_folder, "CHECKED_DIR",
-                        str(tmp_path_factory.mktemp("image_folder_checked")))
+def verified_files_in_a_temp_folder(tmp_path_factory, monkeypatch):
+    """Dataset plugins remember which files they have verified in the user's cache folder
+    (framework.verified_files); tests keep those marks in a temporary folder of their own."""
+    from framework import verified_files  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(verified_files, "MARKS_DIR",
+                        str(tmp_path_factory.mktemp("verified_files")))
 
 
 @pytest.fixture(autouse=True)

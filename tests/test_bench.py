@@ -128,3 +128,21 @@ def test_the_plain_script_is_refused_for_what_it_cannot_write(tmp_path):
     config.parse(["gin/linear_regression.gin"], [])
     with pytest.raises(UserError, match="one-output classification with Adam"):
         outside.prepare(str(tmp_path))
+
+
+def test_the_sources_benchmark_times_both_sources_over_the_same_examples(tmp_path):
+    bindings = [binding for binding in TINY if "input_shape" not in binding]
+    convert = subprocess.run(
+        [sys.executable, "-m", "framework.tfrecord", "--gin_file=gin/mlp.gin", *bindings,
+         f"--output={tmp_path / 'records'}", "--shards=2"], cwd=REPO, env=cli_environment(),
+        capture_output=True, text=True, timeout=300)
+    assert convert.returncode == 0, convert.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "framework.bench.sources", "--gin_file=gin/mlp.gin", *bindings,
+         f"--records={tmp_path / 'records'}", "--rounds=1"], cwd=REPO,
+        env=cli_environment(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^ *(\w+), (first start|verified before) *: build +[\d.]+ s, one pass "
+                      r"over (\d+) training examples", result.stdout, re.MULTILINE)
+    assert rows == [(source, start, "256") for source in ("source", "tfrecord")
+                    for start in ("first start", "verified before")], result.stdout

@@ -160,8 +160,8 @@ def image_files(tmp_path_factory):
 
 
 def test_damaged_images_load_or_fail_cleanly(image_files, tmp_path, monkeypatch):
-    from plugins.datasets import image_folder  # pylint: disable=import-outside-toplevel
-    monkeypatch.setattr(image_folder, "CHECKED_DIR", str(tmp_path / "checked"))
+    from framework import verified_files  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(verified_files, "MARKS_DIR", str(tmp_path / "checked"))
 
     def image_case(rng, index):
         root = tmp_path / f"case{index}"

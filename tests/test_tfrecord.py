@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import configs
 from helpers import FASHION_MNIST_DIR, REPO, cli_environment, run_cli
-from framework import pipeline, registry
+from framework import pipeline, registry, verified_files
 from framework.errors import UserError
 from plugins.datasets.captcha import captcha
 from plugins.datasets.idx import fashion_mnist
@@ -157,6 +157,25 @@ def test_a_damaged_shard_is_named(synthetic_records, tmp_path):
     shard.write_bytes(bytes(data[:-10]))  # truncated
     with pytest.raises(UserError, match=re.escape(str(shard)) + r" has \d+ bytes, and the "
                        r"conversion wrote \d+"):
+        converted(copy)
+
+
+def test_shards_are_verified_once_per_machine_until_they_change(synthetic_records, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setattr(verified_files, "MARKS_DIR", str(tmp_path / "marks"))
+    copy = tmp_path / "records"
+    subprocess.run(["cp", "-r", str(synthetic_records), str(copy)], check=True)
+    converted(copy)
+    assert len(os.listdir(tmp_path / "marks")) == 8  # 4 training and 4 evaluation shards
+    shard = copy / "train-00001-of-00004.tfrecord"
+    times = (shard.stat().st_atime_ns, shard.stat().st_mtime_ns)
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=times)  # damage that keeps size and time: not read again
+    converted(copy)
+    os.utime(shard)  # a file rewritten: verified again
+    with pytest.raises(UserError, match=re.escape(str(shard)) + r" is damaged"):
         converted(copy)
 
 

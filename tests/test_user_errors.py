@@ -227,8 +227,8 @@ def write_folder(root: pathlib.Path) -> None:
 @pytest.fixture(autouse=True)
 def checked_folders(tmp_path, monkeypatch):
     """image_folder's record of folders already decoded, kept out of the home folder."""
-    from plugins.datasets import image_folder  # pylint: disable=import-outside-toplevel
-    monkeypatch.setattr(image_folder, "CHECKED_DIR", str(tmp_path / "checked"))
+    from framework import verified_files  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(verified_files, "MARKS_DIR", str(tmp_path / "checked"))
     return tmp_path / "checked"
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from framework import verified_files
 from framework.data import Dataset, DatasetInfo
 from framework.errors import UserError, described, reading
 from framework.registry import register
@@ -16,10 +17,6 @@ from plugins.datasets.image_augmentation import augmenter
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # The first bytes of each format; a file without them cannot be an image of that format.
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
-# One empty file per folder whose every image decoded, named by the folder's fingerprint
-# (each file's path, size and time): a later start (a resume, an evaluation) skips decoding.
-CHECKED_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "tf_loop_lab",
-                           "image_folder_checked")
 
 
 @register.dataset
@@ -31,7 +28,7 @@ def image_folder(directory=None, image_size=(150, 150), validation_fraction=0.2,
     seeded validation_fraction of each class. Two classes give a binary task (one logit),
     more a classification. flip/rotation/zoom/contrast augment training images only
     (see image_augmentation.augmenter). Files that are not images are skipped with a warning;
-    every image is decoded once here (once per change to the folder: CHECKED_DIR), and a
+    every image is decoded once here (once per change to the folder: verified_files), and a
     damaged one (truncated, corrupt) is a UserError naming it, so that the run fails at its
     start rather than on the batch that holds it.
     """
@@ -131,7 +128,7 @@ def _files(root: pathlib.Path, class_names: list[str]) -> list[tuple[str, int]]:
 
 def _check_decodable(paths: list[str], root: pathlib.Path, fingerprint: str,
                      shown: int = 5) -> None:
-    """Decodes every image once, as load_image does, unless CHECKED_DIR says the folder
+    """Decodes every image once, as load_image does, unless verified_files says the folder
     with this fingerprint did; raises UserError naming the damaged ones (the first `shown`
     of them) and the fix.
 
@@ -141,8 +138,7 @@ def _check_decodable(paths: list[str], root: pathlib.Path, fingerprint: str,
     64x64, 2.5 ms for 300x300 on one core): what a training run spent before counting
     the examples of a split whose size ignore_errors had made unknown.
     """
-    marker = os.path.join(os.path.expanduser(CHECKED_DIR), fingerprint)
-    if os.path.exists(marker):
+    if verified_files.is_verified(fingerprint):
         return
     damaged = []
     for path in paths:
@@ -156,11 +152,7 @@ def _check_decodable(paths: list[str], root: pathlib.Path, fingerprint: str,
         raise UserError(f"{len(damaged)} image file(s) under {root} are damaged and cannot be "
                         f"decoded: {listed}. Fix: delete them, or replace them with intact "
                         "copies.")
-    try:
-        os.makedirs(os.path.dirname(marker), exist_ok=True)
-        open(marker, "wb").close()  # pylint: disable=consider-using-with
-    except OSError:
-        pass  # only a saving: the next start decodes them again
+    verified_files.mark_verified(fingerprint)
 
 
 def _split(files, validation_fraction, seed):

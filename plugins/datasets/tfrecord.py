@@ -7,7 +7,7 @@ import os
 from absl import logging
 import tensorflow as tf
 
-from framework import records
+from framework import records, verified_files
 from framework.data import Dataset
 from framework.errors import UserError, reading
 from framework.registry import register
@@ -19,7 +19,8 @@ def tfrecord(directory=None):
     order: the shards are read at once (parallel interleave and parsing, deterministic).
 
     Every shard is checked as it is opened: its size against the metadata, then each
-    record's checksum, so a damaged shard is an error naming it at the start of a run.
+    record's checksum (once per machine and version of the file), so a damaged shard is
+    an error naming it at the start of a run.
     Image datasets decode image files (for --mode=predict and exports) with a generic
     decoder: grey or colour as the data, resized to its input shape, scaled to [0, 1].
     Runs over several replicas read the training shards in parts (`Dataset.train_part`):
@@ -67,6 +68,8 @@ def tfrecord(directory=None):
 
 
 def _check_shard(path: str, size: int, compression: str) -> None:
+    """Its size against the metadata's, then every record's checksum: once per machine
+    and version of the file (verified_files)."""
     fix = ("Convert the dataset again (python -m framework.tfrecord ... --overwrite), or "
            "restore the file from a copy.")
     with reading(path, fix):
@@ -74,7 +77,10 @@ def _check_shard(path: str, size: int, compression: str) -> None:
         if actual != size:
             raise UserError(f"{path} has {actual} bytes, and the conversion wrote {size}: "
                             f"it is truncated or was replaced. {fix}")
-        tf.data.TFRecordDataset(path, compression).reduce(0, lambda n, _: n + 1)
+        mark = verified_files.fingerprint([path], "tfrecord", compression)
+        if not verified_files.is_verified(mark):
+            tf.data.TFRecordDataset(path, compression).reduce(0, lambda n, _: n + 1)
+            verified_files.mark_verified(mark)
 
 
 def _image_decoder(shape):
