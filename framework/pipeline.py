@@ -112,8 +112,9 @@ def _replica_batches(replicas, train_part, examples, batch_size, seed, stream, c
             "only its own.", replicas, replicas, replicas)
         return stream(examples, batch_size, seed).flat_map(
             lambda *batch: tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
-                lambda part: tf.reshape(part[first * size:(first + local) * size],
-                                        [local, size, *part.shape[1:]]), batch)))
+                lambda component: tf.reshape(
+                    component[first * size:(first + local) * size],
+                    [local, size, *component.shape[1:]]), batch)))
     for part, examples_of_part in zip(range(first, first + local), parts):
         logging.info("Replica %d of %d reads its own part of the training files: %d "
                      "examples.", part, replicas, int(examples_of_part.cardinality()))
@@ -123,7 +124,7 @@ def _replica_batches(replicas, train_part, examples, batch_size, seed, stream, c
         return streams[0]
     return tf.data.Dataset.zip(streams).flat_map(
         lambda *batches: tf.data.Dataset.from_tensor_slices(
-            tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)))
+            tf.nest.map_structure(lambda *per_replica: tf.stack(per_replica), *batches)))
 
 
 def part_seed(seed: int, part: int) -> int:
