@@ -219,12 +219,24 @@ def training_batches(
     if num_steps is not None:
         batches = batches.take(num_steps)
     if not gathered:
-        return batches.prefetch(tf.data.AUTOTUNE)
+        return _sharded_by_data(batches.prefetch(tf.data.AUTOTUNE))
     # Nothing to tune here, and without tf.data's autotuning thread the iterator is
     # destroyed at once (see num_steps).
     options = tf.data.Options()
     options.autotune.enabled = False
-    return batches.prefetch(_batches_kept_ready(batches)).with_options(options)
+    return _sharded_by_data(batches.prefetch(_batches_kept_ready(batches)).with_options(
+        options))
+
+
+def _sharded_by_data(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """`batches` of global batches that every worker of a cluster builds whole and keeps
+    its share of. tf.data's default would split the files a pipeline reads among the
+    workers instead: batches that depend on the worker count, and an error when there are
+    fewer files than workers."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return batches.with_options(options)
 
 
 def _batches_kept_ready(batches: tf.data.Dataset, most: int = 16,
@@ -288,4 +300,5 @@ def _shuffled_epochs(examples, global_batch_size, seed, shuffle_buffer, augment,
 
 def evaluation_batches(examples: tf.data.Dataset, global_batch_size: int) -> tf.data.Dataset:
     """Every evaluation example once, in order, in global batches (the last may be short)."""
-    return examples.batch(global_batch_size).cache().prefetch(tf.data.AUTOTUNE)
+    return _sharded_by_data(examples.batch(global_batch_size).cache().prefetch(
+        tf.data.AUTOTUNE))

@@ -48,6 +48,18 @@ def test_partial_last_batch_is_dropped_in_training_kept_in_eval():
     assert sum(evaluation, []) == list(range(25))
 
 
+def test_every_worker_builds_whole_batches_and_keeps_its_share():
+    """The streams tell a multi-worker strategy to shard by data: with tf.data's default
+    it would split the files a pipeline reads among the workers, and fail when there are
+    fewer files than workers (an evaluation split in one TFRecord file did)."""
+    data = tf.data.experimental.AutoShardPolicy.DATA
+    streams = [training_batches(numbered(25), 10, seed=0),
+               training_batches(numbered(25), 10, seed=0, shuffle_buffer=8),
+               evaluation_batches(numbered(25), 10)]
+    for stream in streams:
+        assert stream.options().experimental_distribute.auto_shard_policy == data
+
+
 def test_too_small_training_set_is_a_clear_error():
     with pytest.raises(UserError, match="fewer than one batch of 10"):
         training_batches(numbered(5), 10, seed=0)

@@ -209,3 +209,36 @@ def test_two_workers_on_their_own_shards_resume_bit_for_bit_and_agree_with_one_p
     for name in expected:
         np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=1e-5,
                                    err_msg=name)
+
+
+def test_two_workers_on_one_shard_share_its_batches_and_evaluate(four_shards, tmp_path):
+    """Fewer files than workers, in training and in evaluation: every worker reads all of
+    them and keeps its share of each batch, as with data in memory."""
+    one_shard = tmp_path / "one"
+    result = subprocess.run([sys.executable, "-m", "framework.tfrecord",
+                             f"--gin_file={four_shards / 'data.gin'}", f"--output={one_shard}",
+                             "--shards=1"], cwd=REPO, env=cli_environment(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    short = ["--gin_bindings=Experiment.train_steps = 30",
+             "--gin_bindings=Experiment.eval_every = 15"]
+    files = [arg if "datasets.tfrecord.directory" not in arg else
+             f"--gin_bindings=datasets.tfrecord.directory = '{one_shard}'"
+             for arg in files_run(four_shards, *short)]
+    two = launch("--workers=2", "--", *files, f"--model_dir={tmp_path / 'two_workers'}")
+    assert two.returncode == 0, two.stdout
+    for worker in (0, 1):  # each warns, and says how many shards to write
+        assert any(line.startswith(f"[worker {worker}]") and "--shards=2" in line
+                   for line in two.stdout.splitlines()), two.stdout
+    assert "[worker 0] eval at step 15" in two.stdout
+    in_memory = [arg for arg in files_run(four_shards, *short) if "tfrecord" not in arg]
+    one = subprocess.run([sys.executable, "-m", "framework.main", *in_memory, *MIRRORED,
+                          f"--model_dir={tmp_path / 'one_process'}"], cwd=REPO,
+                         env=cli_environment(), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    expected = final_weights(tmp_path / "one_process")
+    actual = final_weights(tmp_path / "two_workers")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=1e-5,
+                                   err_msg=name)
