@@ -1,7 +1,5 @@
 """Images in class folders: directory/<class>/*.jpg, optionally under train/ and validation/."""
 
-import hashlib
-import os
 import pathlib
 
 import numpy as np
@@ -62,12 +60,9 @@ def image_folder(directory=None, image_size=(150, 150), validation_fraction=0.2,
 
 def _fingerprint(train_files, eval_files, image_size) -> str:
     """Changes when any file, its size or time, its label, the split or the size does."""
-    digest = hashlib.sha256(repr(tuple(image_size)).encode())
-    for split, files in (("train", train_files), ("eval", eval_files)):
-        for path, label in files:
-            stat = os.stat(path)
-            digest.update(f"{split}|{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    return verified_files.fingerprint(
+        [path for path, _ in train_files + eval_files], tuple(image_size),
+        [label for _, label in train_files], [label for _, label in eval_files])
 
 
 def decode_image(image_bytes, image_size):
